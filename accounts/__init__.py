@@ -1,0 +1,1 @@
+"""Partners, users, roles, credentials, API tokens, login policy and bans."""

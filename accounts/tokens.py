@@ -1,0 +1,92 @@
+"""API tokens: created once, stored as SHA-256 digests, checked on every request."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db import transaction
+from django.utils import timezone
+
+from accounts import services
+from accounts.models import ApiToken, User
+from audit import events
+from audit.events import Origin
+from mft.errors import InvalidInput, LoginRefused
+
+TOKEN_PREFIX = "pst_"
+SCOPES = tuple(ApiToken.Scope.values)
+
+
+def _digest(secret: str) -> str:
+    """Return the stored form of a token.
+
+    A token carries 256 random bits, so a plain SHA-256 is enough: there is nothing to
+    brute-force, and the lookup must be fast on every request.
+    """
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class NewToken:
+    """A created token and its secret, which is shown once and never stored."""
+
+    token: ApiToken
+    secret: str
+
+
+def create_api_token(
+    user: User,
+    *,
+    scopes: list[str],
+    name: str = "",
+    expires_at: datetime | None = None,
+    allowed_ips: list[str] | None = None,
+    origin: Origin = events.SYSTEM,
+) -> NewToken:
+    """Create a token for a user with the given scopes."""
+    unknown = sorted(set(scopes) - set(SCOPES))
+    if not scopes or unknown:
+        raise InvalidInput(f"scopes must be among {', '.join(SCOPES)}; got {scopes}")
+    if "admin" in scopes and user.role not in (User.Role.ADMIN, User.Role.API):
+        raise InvalidInput("only admin and API-client accounts may hold the admin scope")
+    body = secrets.token_urlsafe(32)
+    secret = f"{TOKEN_PREFIX}{body}"
+    with transaction.atomic():
+        token = ApiToken.objects.create(
+            user=user, name=name, prefix=body[:8], digest=_digest(secret),
+            scopes=sorted(set(scopes)), expires_at=expires_at, allowed_ips=allowed_ips or [],
+        )
+        events.admin_change(origin=origin, action="token.create", obj=token,
+                            after={"user": user.username, "scopes": token.scopes})
+    return NewToken(token=token, secret=secret)
+
+
+def authenticate_token(secret: str, *, source_ip: str | None) -> ApiToken:
+    """Return the live token for a secret, applying the owner's login policy."""
+    token = (
+        ApiToken.objects.select_related("user", "user__partner")
+        .filter(digest=_digest(secret)).first()
+    )
+    if token is None:
+        raise LoginRefused("unknown API token")
+    if token.revoked_at is not None:
+        raise LoginRefused("API token revoked")
+    if token.expires_at is not None and token.expires_at <= timezone.now():
+        raise LoginRefused("API token expired")
+    if token.allowed_ips and not services.address_allowed(source_ip, token.allowed_ips):
+        raise LoginRefused(f"address {source_ip} not in the token's allow-list")
+    if not token.user.is_active:
+        raise LoginRefused("account disabled")
+    services.check_policy(token.user, protocol="https", source_ip=source_ip)
+    ApiToken.objects.filter(pk=token.pk).update(last_used_at=timezone.now())
+    return token
+
+
+def revoke(token: ApiToken, *, origin: Origin) -> None:
+    """Revoke a token; it stops working at once."""
+    token.revoked_at = timezone.now()
+    token.save(update_fields=["revoked_at"])
+    events.admin_change(origin=origin, action="token.revoke", obj=token)

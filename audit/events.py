@@ -1,0 +1,106 @@
+"""One keyword-only function per audit event type, so every edge writes the same event.
+
+Services call these; edges never write AuditEvent rows themselves.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from audit import chain
+from audit.models import AuditEvent
+
+SUCCESS = AuditEvent.Outcome.SUCCESS
+FAILURE = AuditEvent.Outcome.FAILURE
+INFO = AuditEvent.Outcome.INFO
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Who did something, from where and over which protocol."""
+
+    actor: str = ""
+    actor_id: int | None = None
+    source_ip: str | None = None
+    protocol: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def as_user(self, user: Any) -> Origin:
+        """Return this origin attributed to an authenticated user."""
+        return Origin(user.get_username(), user.pk, self.source_ip, self.protocol, self.extra)
+
+
+SYSTEM = Origin(actor="system", protocol="internal")
+
+
+def _write(action: str, *, origin: Origin, outcome: str, obj: Any = None,
+           object_type: str = "", details: dict[str, Any] | None = None) -> AuditEvent:
+    """Append an event built from an origin, an optional object and details."""
+    merged = {**origin.extra, **(details or {})}
+    return chain.append(
+        actor=origin.actor,
+        actor_id=origin.actor_id,
+        source_ip=origin.source_ip,
+        protocol=origin.protocol,
+        action=action,
+        object_type=object_type or (type(obj).__name__.lower() if obj is not None else ""),
+        object_id=str(getattr(obj, "pk", "") or ""),
+        object_repr=str(obj)[:500] if obj is not None else "",
+        outcome=outcome,
+        details=merged,
+    )
+
+
+def login_succeeded(*, origin: Origin, user: Any, method: str) -> AuditEvent:
+    """Record a successful login."""
+    return _write("login", origin=origin.as_user(user), outcome=SUCCESS, obj=user,
+                  details={"method": method})
+
+
+def login_failed(*, origin: Origin, username: str, reason: str) -> AuditEvent:
+    """Record a refused login with its reason (never the password)."""
+    failed = Origin(username[:150], None, origin.source_ip, origin.protocol, origin.extra)
+    return _write("login", origin=failed, outcome=FAILURE, object_type="user",
+                  details={"reason": reason})
+
+
+def session_event(*, origin: Origin, action: str, outcome: str = INFO,
+                  details: dict[str, Any] | None = None) -> AuditEvent:
+    """Record a protocol-session event: connect, disconnect, a refused command, TLS setup."""
+    return _write(action, origin=origin, outcome=outcome, object_type="session", details=details)
+
+
+def address_banned(*, address: str, reason: str, until: str) -> AuditEvent:
+    """Record an automatic or manual ban of an address."""
+    return _write("ban", origin=Origin("system", None, address, "internal"), outcome=INFO,
+                  object_type="address", details={"reason": reason, "until": until})
+
+
+def ban_lifted(*, origin: Origin, address: str) -> AuditEvent:
+    """Record that an admin lifted a ban."""
+    return _write("ban.lift", origin=origin, outcome=SUCCESS, object_type="address",
+                  details={"address": address})
+
+
+def file_event(*, origin: Origin, action: str, stored_file: Any = None, path: str = "",
+               outcome: str = SUCCESS, details: dict[str, Any] | None = None) -> AuditEvent:
+    """Record a file operation (upload, download, delete, rename, mkdir, rmdir, mfmt)."""
+    return _write(action, origin=origin, outcome=outcome, obj=stored_file,
+                  object_type="file" if stored_file is None else "",
+                  details={"path": path, **(details or {})})
+
+
+def pipeline_step(*, stored_file: Any, step: str, outcome: str,
+                  details: dict[str, Any] | None = None) -> AuditEvent:
+    """Record one pipeline step's outcome for a stored file."""
+    return _write(f"pipeline.{step}", origin=SYSTEM, outcome=outcome, obj=stored_file,
+                  details=details)
+
+
+def admin_change(*, origin: Origin, action: str, obj: Any,
+                 before: dict[str, Any] | None = None,
+                 after: dict[str, Any] | None = None) -> AuditEvent:
+    """Record an administrative change with before and after values."""
+    return _write(action, origin=origin, outcome=SUCCESS, obj=obj,
+                  details={"before": before or {}, "after": after or {}})

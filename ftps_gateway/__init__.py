@@ -1,0 +1,1 @@
+"""The FTPS gateway: a thin pyftpdlib adapter over accounts and transfers services."""

@@ -1,0 +1,244 @@
+"""Build and run the gateway: listeners, per-server handler classes, event-loop processes.
+
+Server model (see docs/PERFORMANCE.md): the parent binds the listening sockets, then forks
+N worker processes. Each creates its own epoll loop after the fork (pyftpdlib's prefork
+creates it before, so its workers share one epoll instance and misbehave), its own
+blocking-work thread pool and its own database connections, and accepts from the shared
+listening sockets. Transfers run on the loops; hashing, database and audit run on the
+pools.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+from django.db import connections
+from pyftpdlib.ioloop import IOLoop
+from pyftpdlib.servers import FTPServer
+
+from ftps_gateway import tls
+from ftps_gateway.blocking import BlockingPool
+from ftps_gateway.handler import ControlHandler, DataChannel
+from mft import heartbeat
+from mft.models import ProcessHeartbeat
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    """Everything a gateway process needs, read once from settings."""
+
+    bind_address: str
+    explicit_port: int | None
+    implicit_port: int | None
+    passive_ports: tuple[int, int]
+    masquerade_address: str | None
+    certfile: str
+    keyfile: str
+    min_tls_version: str
+    ciphers: str | None
+    idle_timeout: int
+    data_timeout: int
+    max_connections: int
+    max_connections_per_ip: int
+    blocking_threads: int
+    auth_failed_delay: float
+    active_mode: bool
+    workers: int = 1
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_settings(cls, **overrides: Any) -> GatewayConfig:
+        """Return the configuration from Django settings, with overrides (tests)."""
+        values: dict[str, Any] = dict(
+            bind_address=settings.BIND_ADDRESS,
+            explicit_port=settings.FTPS_PORT,
+            implicit_port=settings.FTPS_IMPLICIT_PORT,
+            passive_ports=settings.PASSIVE_PORTS,
+            masquerade_address=settings.MASQUERADE_ADDRESS,
+            certfile=str(settings.TLS_CERT_FILE),
+            keyfile=str(settings.TLS_KEY_FILE),
+            min_tls_version=settings.TLS_MIN_VERSION,
+            ciphers=settings.TLS_CIPHERS,
+            idle_timeout=settings.GATEWAY_IDLE_TIMEOUT,
+            data_timeout=settings.GATEWAY_DATA_TIMEOUT,
+            max_connections=settings.GATEWAY_MAX_CONNECTIONS,
+            max_connections_per_ip=settings.GATEWAY_MAX_CONNECTIONS_PER_IP,
+            blocking_threads=settings.GATEWAY_BLOCKING_THREADS,
+            auth_failed_delay=settings.GATEWAY_AUTH_FAILED_DELAY,
+            active_mode=settings.GATEWAY_ACTIVE_MODE,
+            workers=settings.GATEWAY_WORKERS,
+        )
+        values.update(overrides)
+        return cls(**values)
+
+
+def bind_listeners(config: GatewayConfig) -> dict[str, socket.socket]:
+    """Bind the enabled listening sockets ("explicit", "implicit") before any fork."""
+    listeners: dict[str, socket.socket] = {}
+    for name, port in (("explicit", config.explicit_port), ("implicit", config.implicit_port)):
+        if port is None:
+            continue
+        family = socket.AF_INET6 if ":" in config.bind_address else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((config.bind_address, port))
+        sock.listen(256)
+        sock.setblocking(False)
+        listeners[name] = sock
+    return listeners
+
+
+def handler_class(config: GatewayConfig, *, implicit: bool, pool: BlockingPool) -> type:
+    """Return a fresh handler subclass for one server: pyftpdlib classes are never mutated."""
+    context = tls.build_server_context(
+        config.certfile, config.keyfile, min_version=config.min_tls_version,
+        ciphers=config.ciphers, request_client_cert=True,
+        session_timeout=max(86400, config.idle_timeout * 4))
+    low, high = config.passive_ports
+    data = type("GatewayDataChannel", (DataChannel,), {"timeout": config.data_timeout})
+    return type("GatewayHandler", (ControlHandler,), {
+        "ssl_context": context,
+        "implicit": implicit,
+        "pool": pool,
+        "dtp_handler": data,
+        "timeout": config.idle_timeout,
+        "passive_ports": range(low, high + 1),
+        "masquerade_address": config.masquerade_address,
+        "auth_failed_delay": config.auth_failed_delay,
+        "active_mode": config.active_mode,
+        "permit_foreign_addresses": False,
+        "permit_privileged_ports": False,
+        "max_login_attempts": 3,
+    })
+
+
+class GatewayProcess:
+    """One event loop serving every listener, with its blocking pool and heartbeat."""
+
+    def __init__(self, config: GatewayConfig, listeners: dict[str, socket.socket]) -> None:
+        self.config = config
+        self.ioloop = IOLoop()
+        self.pool = BlockingPool(self.ioloop, config.blocking_threads)
+        self.servers: dict[str, FTPServer] = {}
+        for name, sock in listeners.items():
+            handler = handler_class(config, implicit=name == "implicit", pool=self.pool)
+            server = FTPServer(sock.dup(), handler, ioloop=self.ioloop)
+            server.max_cons = config.max_connections
+            server.max_cons_per_ip = config.max_connections_per_ip
+            self.servers[name] = server
+        self.ports = {name: s.address[1] for name, s in self.servers.items()}
+        self._stop = threading.Event()
+        self._heartbeat: heartbeat.HeartbeatThread | None = None
+
+    def serve(self) -> None:
+        """Run the loop until stop() is called."""
+        name = f"gateway@{socket.gethostname()}:{os.getpid()}"
+        self._heartbeat = heartbeat.HeartbeatThread(
+            ProcessHeartbeat.Kind.GATEWAY, name, {"ports": self.ports})
+        self._heartbeat.start()
+        soonest: float | None = None
+        try:
+            # Our own loop instead of IOLoop.loop(): it must notice stop() and still run
+            # scheduled calls (timeouts, delayed replies) on time.
+            while not self._stop.is_set():
+                self.ioloop.poll(0.5 if soonest is None else min(soonest, 0.5))
+                soonest = self.ioloop.sched.poll()
+        finally:
+            self._shutdown()
+
+    def stop(self) -> None:
+        """Ask the loop to stop (safe from another thread or a signal handler)."""
+        self._stop.set()
+
+    def _shutdown(self) -> None:
+        """Close listeners and sessions, then the pool and the heartbeat."""
+        for server in self.servers.values():
+            server.close()
+        self.ioloop.close()
+        self.pool.close()
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
+        connections.close_all()
+
+
+def run_forever(config: GatewayConfig) -> int:
+    """Run the gateway in `config.workers` processes until SIGTERM or SIGINT."""
+    listeners = bind_listeners(config)
+    for name, sock in listeners.items():
+        log.info("FTPS %s listening on %s:%s", name, *sock.getsockname()[:2])
+    if config.workers <= 1:
+        return _serve_here(config, listeners)
+    connections.close_all()  # never share a database connection across fork
+    children: dict[int, int] = {}
+    stopping = False
+
+    def on_signal(signum: int, frame: Any) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    for slot in range(config.workers):
+        children[_fork_worker(config, listeners)] = slot
+    while not stopping:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            break
+        if pid == 0:
+            time.sleep(0.2)
+            continue
+        if pid in children and not stopping:
+            log.error("gateway worker %s exited (%s); starting a new one", pid, status)
+            children.pop(pid)
+            time.sleep(0.5)
+            children[_fork_worker(config, listeners)] = 0
+    for pid in children:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + 15
+    while children and time.monotonic() < deadline:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            break
+        if pid:
+            children.pop(pid, None)
+        else:
+            time.sleep(0.1)
+    for pid in children:
+        os.kill(pid, signal.SIGKILL)
+    return 0
+
+
+def _fork_worker(config: GatewayConfig, listeners: dict[str, socket.socket]) -> int:
+    """Fork one worker process; return its pid in the parent."""
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 1
+    try:
+        code = _serve_here(config, listeners)
+    finally:
+        os._exit(code)
+
+
+def _serve_here(config: GatewayConfig, listeners: dict[str, socket.socket]) -> int:
+    """Serve in this process until SIGTERM or SIGINT."""
+    process = GatewayProcess(config, listeners)
+    signal.signal(signal.SIGTERM, lambda *_: process.stop())
+    signal.signal(signal.SIGINT, lambda *_: process.stop())
+    process.serve()
+    return 0

@@ -1,0 +1,62 @@
+"""File-like adapters between pyftpdlib's data channel and transfers' upload and download."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from transfers.files import Download
+from transfers.uploads import Upload
+
+READ_SIZE = 256 * 1024
+
+
+class UploadFile:
+    """What the data channel writes to: forwards bytes to an Upload (quota, hash, encrypt).
+
+    close() only marks it closed: finishing (fsync, database) runs on the blocking pool,
+    started by the control handler once the data channel has closed.
+    """
+
+    def __init__(self, upload: Upload, name: str) -> None:
+        self.upload = upload
+        self.name = name
+        self.closed = False
+
+    def write(self, data: bytes) -> int:
+        self.upload.write(data)
+        return len(data)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class DownloadFile:
+    """What the data channel reads from: the decrypted plaintext of a stored file."""
+
+    def __init__(self, download: Download, name: str, offset: int, started: float) -> None:
+        self.download = download
+        self.name = name
+        self.offset = offset
+        self.started = started
+        self.sent = 0
+        self.closed = False
+
+    def read(self, size: int = READ_SIZE) -> bytes:
+        data = self.download.reader.read(size)
+        self.sent += len(data)
+        return data
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.download.reader.close()
+
+
+class Producer:
+    """An asynchat producer over a DownloadFile, in large pieces (fewer loop passes)."""
+
+    def __init__(self, file: DownloadFile) -> None:
+        self.file = file
+
+    def more(self) -> Any:
+        return self.file.read(READ_SIZE)

@@ -1,0 +1,12 @@
+"""App config for the project package: registers system checks and worker signals."""
+
+from django.apps import AppConfig
+
+
+class MftConfig(AppConfig):
+    name = "mft"
+    verbose_name = "Portside platform"
+
+    def ready(self) -> None:
+        """Register the configuration checks and the worker heartbeat."""
+        from mft import checks, heartbeat  # noqa: F401

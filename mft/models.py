@@ -1,0 +1,24 @@
+"""Process heartbeats: how /healthz knows the worker, gateway and beat are alive."""
+
+from __future__ import annotations
+
+from django.db import models
+
+
+class ProcessHeartbeat(models.Model):
+    """A running Portside process that reports in every few seconds."""
+
+    class Kind(models.TextChoices):
+        WORKER = "worker"
+        GATEWAY = "gateway"
+        BEAT = "beat"
+
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    name = models.CharField(max_length=200, unique=True)
+    pid = models.IntegerField()
+    started_at = models.DateTimeField()
+    last_seen = models.DateTimeField(db_index=True)
+    info = models.JSONField(default=dict, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.name}"

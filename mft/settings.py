@@ -1,0 +1,223 @@
+"""Portside settings, read from the environment with safe embedded defaults.
+
+See README.md for the table of variables. Nothing here needs editing for a deployment.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from django.core.exceptions import ImproperlyConfigured
+
+from mft.env import (
+    broker_from_url,
+    database_from_url,
+    env_bool,
+    env_int,
+    env_list,
+    env_port,
+    env_port_range,
+    env_secret,
+    env_str,
+    persistent_secret,
+)
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+DATA_DIR = Path(env_str("MFT_DATA_DIR", str(BASE_DIR / "var"))).resolve()
+DATA_DIR.mkdir(parents=True, exist_ok=True)
+
+SECRET_KEY = env_secret("SECRET_KEY") or persistent_secret(DATA_DIR, "secret_key")
+
+PUBLIC_URL = env_str("MFT_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
+_public = urlsplit(PUBLIC_URL)
+if _public.scheme not in ("http", "https") or not _public.hostname:
+    raise ImproperlyConfigured(f"MFT_PUBLIC_URL={PUBLIC_URL!r} is not an http(s) URL")
+PRODUCTION = _public.scheme == "https"
+DEBUG = env_bool("MFT_DEBUG", False)
+
+ALLOWED_HOSTS = env_list("MFT_ALLOWED_HOSTS", [_public.hostname, "127.0.0.1", "localhost", "[::1]"])
+CSRF_TRUSTED_ORIGINS = [f"{_public.scheme}://{_public.netloc}"]
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "django_filters",
+    "django_celery_beat",
+    "mft",
+    "audit",
+    "accounts",
+    "transfers",
+    "ftps_gateway",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "mft.urls"
+WSGI_APPLICATION = "mft.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+
+DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{DATA_DIR / 'portside.sqlite3'}")
+DATABASES = {"default": database_from_url(DATABASE_URL)}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_USER_MODEL = "accounts.User"
+AUTHENTICATION_BACKENDS = ["accounts.backends.PortsideBackend"]
+PASSWORD_HASHERS = [
+    "django.contrib.auth.hashers.Argon2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+]
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {
+        "NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
+        "OPTIONS": {"min_length": env_int("MFT_PASSWORD_MIN_LENGTH", 12, minimum=8)},
+    },
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "/admin/login/"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = DATA_DIR / "static"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+
+if PRODUCTION:
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = 31536000
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SESSION_COOKIE_AGE = env_int("MFT_SESSION_TIMEOUT", 3600, minimum=60)
+SESSION_SAVE_EVERY_REQUEST = True
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "accounts.api_auth.BearerTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "PAGE_SIZE": 50,
+    "EXCEPTION_HANDLER": "mft.api_errors.exception_handler",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Portside API",
+    "DESCRIPTION": "Managed file transfer: partners, users, files, deliveries, audit.",
+    "VERSION": "1",
+}
+
+# --- Celery ---------------------------------------------------------------------------------
+BROKER_DIR = DATA_DIR / "broker"
+
+
+CELERY_BROKER_URL, CELERY_BROKER_TRANSPORT_OPTIONS = broker_from_url(
+    env_str("CELERY_BROKER_URL", "filesystem://"), BROKER_DIR
+)
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_TASK_ALWAYS_EAGER = env_bool("MFT_TASKS_EAGER", False)
+CELERY_TIMEZONE = "UTC"
+CELERY_BEAT_SCHEDULE = {
+    "pipeline-sweeper": {
+        "task": "transfers.sweep_pipeline",
+        "schedule": float(env_int("MFT_PIPELINE_SWEEP_SECONDS", 30, minimum=1)),
+    },
+}
+
+# --- Files and the pipeline -----------------------------------------------------------------
+HOMES_DIR = Path(env_str("MFT_HOMES_DIR", str(DATA_DIR / "homes")))
+MASTER_KEY = env_secret("MFT_MASTER_KEY")
+MASTER_KEY_PATH = DATA_DIR / "master.key"
+ENCRYPT_AT_REST = env_bool("MFT_ENCRYPT_AT_REST", True)
+CLAMD_ADDRESS = env_str("MFT_CLAMD", "")
+SCAN_MODE = env_str("MFT_SCAN", "on").lower()
+SCAN_MAX_BYTES = env_int("MFT_SCAN_MAX_BYTES", 1024 * 1024 * 1024, minimum=1)
+SCAN_TIMEOUT = env_int("MFT_SCAN_TIMEOUT", 300, minimum=1)
+SCAN_OVERSIZE_POLICY = env_str("MFT_SCAN_OVERSIZE", "hold").lower()
+UPLOAD_DENY_PATTERNS = env_list("MFT_UPLOAD_DENY_PATTERNS", [])
+MAX_FILE_BYTES = env_int("MFT_MAX_FILE_BYTES", 0, minimum=0)  # 0: no limit
+PIPELINE_LEASE_SECONDS = env_int("MFT_PIPELINE_LEASE_SECONDS", 600, minimum=10)
+PIPELINE_RETRY_MAX = env_int("MFT_PIPELINE_RETRY_MAX_SECONDS", 600, minimum=1)
+PIPELINE_PENDING_GRACE = env_int("MFT_PIPELINE_PENDING_GRACE_SECONDS", 60, minimum=1)
+PIPELINE_SWEEP_SECONDS = env_int("MFT_PIPELINE_SWEEP_SECONDS", 30, minimum=1)
+WORKER_HEARTBEAT_SECONDS = env_int("MFT_WORKER_HEARTBEAT_SECONDS", 5, minimum=1)
+
+# --- Gateway ------------------------------------------------------------------------------------
+BIND_ADDRESS = env_str("MFT_BIND_ADDRESS", "127.0.0.1")
+WEB_PORT = env_port("MFT_WEB_PORT", 8000)
+FTPS_PORT = env_port("MFT_FTPS_PORT", 2121)
+FTPS_IMPLICIT_PORT = env_port("MFT_FTPS_IMPLICIT_PORT", 2990)
+PASSIVE_PORTS = env_port_range("MFT_PASSIVE_PORTS", "30000-30499")
+MASQUERADE_ADDRESS = env_str("MFT_MASQUERADE_ADDRESS", "") or None
+TLS_CERT_FILE = Path(env_str("MFT_TLS_CERT", str(DATA_DIR / "tls" / "server.crt")))
+TLS_KEY_FILE = Path(env_str("MFT_TLS_KEY", str(DATA_DIR / "tls" / "server.key")))
+TLS_MIN_VERSION = env_str("MFT_TLS_MIN_VERSION", "TLSv1.2")
+TLS_CIPHERS = env_str("MFT_TLS_CIPHERS", "") or None
+WEB_WORKERS = env_int("MFT_WEB_WORKERS", 2, minimum=1)
+WORKER_CONCURRENCY = env_int("MFT_WORKER_CONCURRENCY", 2, minimum=1)
+GATEWAY_WORKERS = env_int("MFT_GATEWAY_WORKERS", 2, minimum=1)
+GATEWAY_BLOCKING_THREADS = env_int("MFT_GATEWAY_BLOCKING_THREADS", 4, minimum=1)
+GATEWAY_MAX_CONNECTIONS = env_int("MFT_GATEWAY_MAX_CONNECTIONS", 512, minimum=1)
+GATEWAY_MAX_CONNECTIONS_PER_IP = env_int("MFT_GATEWAY_MAX_CONNECTIONS_PER_IP", 50, minimum=1)
+GATEWAY_IDLE_TIMEOUT = env_int("MFT_GATEWAY_IDLE_TIMEOUT", 300, minimum=5)
+GATEWAY_DATA_TIMEOUT = env_int("MFT_GATEWAY_DATA_TIMEOUT", 120, minimum=5)
+GATEWAY_AUTH_FAILED_DELAY = env_int("MFT_GATEWAY_AUTH_FAILED_DELAY_MS", 1000, minimum=0) / 1000
+GATEWAY_ACTIVE_MODE = env_bool("MFT_ACTIVE_MODE", False)
+BAN_FAILURES = env_int("MFT_BAN_FAILURES", 5, minimum=1)
+BAN_WINDOW_SECONDS = env_int("MFT_BAN_WINDOW_SECONDS", 600, minimum=1)
+BAN_SECONDS = env_int("MFT_BAN_SECONDS", 1800, minimum=1)
+
+ADMIN_USER = env_str("MFT_ADMIN_USER", "admin")
+ADMIN_PASSWORD = env_secret("MFT_ADMIN_PASSWORD")
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("MFT_LOG_LEVEL", "INFO").upper()},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}

@@ -1,0 +1,1 @@
+"""Stored files, storage, the processing pipeline and partner deliveries."""

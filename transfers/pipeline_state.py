@@ -1,0 +1,17 @@
+"""Move a stored file between pipeline states."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.utils import timezone
+
+from transfers.models import LIVE_STATES, StoredFile
+
+
+def set_state(stored: StoredFile, state: str, reason: str = "", **fields: Any) -> None:
+    """Move a live file to a new state (a deleted or replaced file is left alone)."""
+    now = timezone.now()
+    StoredFile.objects.filter(pk=stored.pk, state__in=LIVE_STATES).update(
+        state=state, state_reason=reason[:500], state_changed_at=now, **fields)
+    stored.state, stored.state_reason = state, reason

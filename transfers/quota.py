@@ -1,0 +1,88 @@
+"""Quota accounting: bytes and files charged to a user, claimed while bytes arrive.
+
+Concurrent uploads claim bytes from one shared allowance inside a locked transaction, so
+two uploads together can never overrun a quota.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.db import transaction
+from django.db.models import Sum
+from django.utils import timezone
+
+from accounts.models import User
+from mft.errors import QuotaExceeded
+from transfers.models import CHARGED_STATES, QuotaReservation, StoredFile
+
+CLAIM_STEP = 4 * 1024 * 1024
+STALE_AFTER = timedelta(hours=1)
+
+
+def used_bytes(user_id: int) -> int:
+    """Return the plaintext bytes the user's live files hold, partial uploads included."""
+    total = StoredFile.objects.filter(owner_id=user_id, state__in=CHARGED_STATES).aggregate(
+        total=Sum("size"))["total"]
+    return int(total or 0)
+
+
+def used_files(user_id: int) -> int:
+    """Return how many live files the user holds."""
+    return StoredFile.objects.filter(owner_id=user_id, state__in=CHARGED_STATES).count()
+
+
+def reserved_bytes(user_id: int) -> int:
+    """Return the bytes claimed by uploads in progress."""
+    total = QuotaReservation.objects.filter(owner_id=user_id).aggregate(total=Sum("bytes"))
+    return int(total["total"] or 0)
+
+
+def check_new_file(user: User, *, replacing: bool) -> None:
+    """Refuse a new file when the file-count quota is already used up."""
+    if user.quota_files is None or replacing:
+        return
+    if used_files(user.pk) >= user.quota_files:
+        raise QuotaExceeded(f"file quota of {user.quota_files} files reached")
+
+
+def open_reservation(user: User) -> QuotaReservation | None:
+    """Start claiming bytes for one upload, or return None when the user has no byte quota."""
+    if user.quota_bytes is None:
+        return None
+    return QuotaReservation.objects.create(owner=user)
+
+
+def claim(reservation: QuotaReservation, needed: int, *, quota: int) -> int:
+    """Claim at least `needed` more bytes (up to a step ahead); return the new claimed total."""
+    with transaction.atomic():
+        # Lock the owner row: concurrent claims for one user run one at a time (on SQLite
+        # the IMMEDIATE transaction already holds the write lock).
+        User.objects.select_for_update().filter(pk=reservation.owner_id).first()
+        others = reserved_bytes(reservation.owner_id) - _current(reservation)
+        free = quota - used_bytes(reservation.owner_id) - others - reservation.bytes
+        if free < needed:
+            raise QuotaExceeded(f"quota of {quota} bytes exceeded")
+        reservation.bytes += min(max(needed, CLAIM_STEP), free)
+        QuotaReservation.objects.filter(pk=reservation.pk).update(
+            bytes=reservation.bytes, updated_at=timezone.now())
+    return reservation.bytes
+
+
+def _current(reservation: QuotaReservation) -> int:
+    """Return the reservation's claimed bytes as stored."""
+    stored = QuotaReservation.objects.filter(pk=reservation.pk).values_list("bytes", flat=True)
+    return int(stored.first() or 0)
+
+
+def release(reservation: QuotaReservation | None) -> None:
+    """Give back an upload's claim (its bytes are now counted in a stored file, or gone)."""
+    if reservation is not None:
+        QuotaReservation.objects.filter(pk=reservation.pk).delete()
+
+
+def sweep_stale() -> int:
+    """Delete claims left behind by crashed processes; return how many."""
+    cutoff = timezone.now() - STALE_AFTER
+    deleted, _ = QuotaReservation.objects.filter(updated_at__lt=cutoff).delete()
+    return deleted

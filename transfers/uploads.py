@@ -1,0 +1,238 @@
+"""Receive a file from any edge: check, count quota, hash and encrypt while bytes arrive.
+
+The FTPS gateway and the HTTPS upload both drive an `Upload`; only `finish()` makes the
+file visible at its name, and it starts the pipeline after the transaction commits.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import os
+import time
+import uuid
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.models import User
+from audit import events
+from audit.events import Origin
+from mft.errors import InvalidInput, PermissionDenied, PortsideError, TransferRejected
+from transfers import paths, pipeline, quota, storage
+from transfers.models import LIVE_STATES, FileState, QuotaReservation, StoredFile
+
+_HASH_READ = 1024 * 1024
+
+
+def home_of(user: User) -> Path:
+    """Return the user's home folder, creating it when missing."""
+    if not user.home_dir:
+        raise PermissionDenied("user has no home folder")
+    home = Path(user.home_dir)
+    home.mkdir(parents=True, exist_ok=True)
+    return home
+
+
+def require(user: User, word: str) -> None:
+    """Refuse unless the user holds the permission word."""
+    if word not in (user.permissions or []):
+        raise PermissionDenied(f"permission denied: {word}")
+
+
+def live_file(user: User, virtual: str) -> StoredFile | None:
+    """Return the user's live stored file at a virtual path, if any."""
+    return StoredFile.objects.filter(owner=user, path=virtual, state__in=LIVE_STATES).first()
+
+
+def _check_name(virtual: str) -> None:
+    """Refuse file names matching the configured deny patterns."""
+    name = virtual.rsplit("/", 1)[-1]
+    if not name:
+        raise InvalidInput("a file name is required")
+    for pattern in settings.UPLOAD_DENY_PATTERNS:
+        if fnmatch.fnmatch(name.lower(), pattern.lower()):
+            raise TransferRejected(f"file names matching {pattern} are not accepted")
+
+
+class Upload:
+    """One file arriving; write() as bytes come, then finish(), interrupt() or abort()."""
+
+    def __init__(self, user: User, virtual: str, *, offset: int | None, append: bool,
+                 origin: Origin) -> None:
+        self.user, self.virtual, self.origin = user, virtual, origin
+        self.home = home_of(user)
+        self.target = paths.to_real(self.home, virtual)
+        self.temp = storage.temp_dir(self.home) / f"{uuid.uuid4().hex}.part"
+        self.started = time.monotonic()
+        self.received = 0
+        self.resumed: StoredFile | None = None
+        self.replaced: StoredFile | None = None
+        self._reservation: QuotaReservation | None = None
+        self._claimed = 0
+        self._hasher = hashlib.sha256()
+        self._open(offset, append)
+
+    def _open(self, offset: int | None, append: bool) -> None:
+        """Check permissions and quota, then open the encrypted temporary file."""
+        _check_name(self.virtual)
+        require(self.user, "upload")
+        if self.target.is_dir():
+            raise InvalidInput("a folder has that name")
+        existing = live_file(self.user, self.virtual)
+        resuming = bool(offset) or append
+        if existing is not None and existing.state == FileState.PARTIAL and resuming:
+            self.resumed = existing
+        elif resuming:
+            raise TransferRejected("only an interrupted upload can be resumed; delete the "
+                                   "complete file or upload it again from the start")
+        elif existing is not None or self.target.exists():
+            require(self.user, "overwrite")
+            self.replaced = existing
+        quota.check_new_file(self.user, replacing=existing is not None)
+        self._reservation = quota.open_reservation(self.user)
+        self.kept = 0
+        try:
+            if self.resumed is not None:
+                self.kept = self._adopt_partial(offset, append)
+            self._writer = storage.open_writer(
+                self.temp, append=append and self.resumed is not None,
+                offset=offset if self.resumed is not None and not append else None)
+        except BaseException:
+            quota.release(self._reservation)
+            if self.resumed is not None and self.temp.exists():
+                os.replace(self.temp, self.target)
+            raise
+
+    def _adopt_partial(self, offset: int | None, append: bool) -> int:
+        """Move the partial file aside, re-hash the part kept, and return its length."""
+        os.replace(self.target, self.temp)
+        size = storage.plaintext_size(self.temp)
+        keep = size if append or offset is None else offset
+        if keep > size:
+            os.replace(self.temp, self.target)
+            raise InvalidInput(f"restart offset {keep} is beyond the stored size {size}")
+        reader = storage.open_reader(self.temp)
+        try:
+            remaining = keep
+            while remaining:
+                block = reader.read(min(_HASH_READ, remaining))
+                if not block:
+                    break
+                self._hasher.update(block)
+                remaining -= len(block)
+        finally:
+            reader.close()
+        return keep
+
+    @property
+    def size(self) -> int:
+        """Return the plaintext bytes the finished file will hold so far."""
+        return self.kept + self.received
+
+    def write(self, data: bytes | memoryview) -> None:
+        """Take the next piece of the file; raise QuotaExceeded or TransferRejected to stop."""
+        length = len(data)
+        if settings.MAX_FILE_BYTES and self.size + length > settings.MAX_FILE_BYTES:
+            raise TransferRejected(f"file larger than the limit of {settings.MAX_FILE_BYTES} "
+                                   "bytes")
+        if self._reservation is not None and self.received + length > self._claimed:
+            assert self.user.quota_bytes is not None
+            self._claimed = quota.claim(self._reservation, self.received + length
+                                        - self._claimed, quota=self.user.quota_bytes)
+        self._writer.write(data)
+        self._hasher.update(data)
+        self.received += length
+
+    def finish(self) -> StoredFile:
+        """Land the complete file at its name, record it and queue the pipeline."""
+        self._writer.close(fsync=True)
+        sha256 = self._hasher.hexdigest()
+        with transaction.atomic():
+            if self.replaced is not None:
+                StoredFile.objects.filter(pk=self.replaced.pk).update(
+                    state=FileState.DELETED, state_changed_at=timezone.now(),
+                    state_reason="replaced by a new upload")
+            os.replace(self.temp, self.target)
+            stored = self._record(FileState.RECEIVED, sha256)
+            quota.release(self._reservation)
+            events.file_event(origin=self.origin, action="upload", stored_file=stored,
+                              path=self.virtual, details=self._transfer_details(sha256))
+            pipeline.start(stored)
+        return stored
+
+    def _record(self, state: str, sha256: str) -> StoredFile:
+        """Create or update the stored-file row for this upload."""
+        now = timezone.now()
+        row = self.resumed or StoredFile(
+            owner=self.user, owner_username=self.user.username,
+            partner_id=self.user.partner_id, path=self.virtual,
+        )
+        row.size, row.sha256, row.state = self.size, sha256, state
+        row.storage_path = str(self.target)
+        row.encrypted_at_rest = settings.ENCRYPT_AT_REST
+        row.protocol, row.state_changed_at = self.origin.protocol, now
+        row.received_at = now if state == FileState.RECEIVED else None
+        row.save()
+        return row
+
+    def _transfer_details(self, sha256: str) -> dict[str, object]:
+        """Describe the transfer for the audit log."""
+        return {"bytes": self.received, "size": self.size, "sha256": sha256,
+                "resumed_from": self.kept if self.resumed else None,
+                "seconds": round(time.monotonic() - self.started, 3)}
+
+    def interrupt(self, reason: str) -> StoredFile | None:
+        """Keep what arrived as a resumable partial file after a broken connection."""
+        self._writer.close(fsync=True)
+        if self.size == 0 and self.resumed is None:
+            self._discard()
+            events.file_event(origin=self.origin, action="upload", path=self.virtual,
+                              outcome=events.FAILURE, details={"reason": reason, "bytes": 0})
+            return None
+        with transaction.atomic():
+            if self.replaced is not None:
+                StoredFile.objects.filter(pk=self.replaced.pk).update(
+                    state=FileState.DELETED, state_changed_at=timezone.now(),
+                    state_reason="replaced by a new upload")
+            os.replace(self.temp, self.target)
+            stored = self._record(FileState.PARTIAL, "")
+            quota.release(self._reservation)
+            events.file_event(origin=self.origin, action="upload", stored_file=stored,
+                              path=self.virtual, outcome=events.FAILURE,
+                              details={"reason": reason, "bytes": self.received,
+                                       "resumable_at": self.size})
+        return stored
+
+    def abort(self, reason: str) -> None:
+        """Drop everything this upload wrote (over quota, refused): nothing is kept."""
+        try:
+            self._writer.close()
+        finally:
+            self._discard()
+        if self.resumed is not None:
+            StoredFile.objects.filter(pk=self.resumed.pk).update(
+                state=FileState.DELETED, state_changed_at=timezone.now(),
+                state_reason=f"partial upload removed: {reason}")
+        events.file_event(origin=self.origin, action="upload", path=self.virtual,
+                          outcome=events.FAILURE, details={"reason": reason,
+                                                           "bytes": self.received})
+
+    def _discard(self) -> None:
+        """Remove the temporary file and give back the quota claim."""
+        self.temp.unlink(missing_ok=True)
+        quota.release(self._reservation)
+
+
+def begin_upload(user: User, virtual: str, *, origin: Origin, offset: int | None = None,
+                 append: bool = False) -> Upload:
+    """Start receiving a file at a virtual path in the user's home."""
+    clean = paths.normalize(virtual)
+    try:
+        return Upload(user, clean, offset=offset, append=append, origin=origin)
+    except PortsideError as exc:
+        events.file_event(origin=origin, action="upload", path=clean, outcome=events.FAILURE,
+                          details={"reason": str(exc)})
+        raise
