@@ -164,6 +164,9 @@ class LoginFailure(models.Model):
     protocol = models.CharField(max_length=20, blank=True)
     at = models.DateTimeField(default=timezone.now, db_index=True)
 
+    def __str__(self) -> str:
+        return f"{self.address} {self.username} {self.at:%Y-%m-%d %H:%M:%S}"
+
 
 class Ban(models.Model):
     """An address refused on every protocol until it expires or an admin lifts it."""

@@ -472,6 +472,17 @@ class Context:
     def pick(self, full: Any, quick: Any) -> Any:
         return quick if self.quick else full
 
+    def limit(self, name: str) -> Result:
+        """A limit already measured in this run (limits run before figures).
+
+        For figures that need the number itself (e.g. to size a transfer);
+        the ratio is still computed by the runner from ``Result.limit``.
+        """
+        r = self.results.get(name)
+        if r is None or r.failed or r.value is None:
+            raise LookupError(f"limit {name!r} not available in this run")
+        return r
+
     # time --------------------------------------------------------------------
     def remaining(self, cap: float | None = None) -> float:
         """Seconds left for the current measurement (>= 1), optionally capped."""

@@ -52,6 +52,7 @@ from bench.tlsutil import (
     RawStream,
     TlsStream,
     client_context,
+    io_for,
     make_cert,
     pattern_bytes,
     pump_recv,
@@ -104,11 +105,13 @@ def _loopback_stream(
     s = _tls_settings()
     bufsize = s["buf"]
     peer_role = ("tls" if tls else "tcp") + ("-sink" if direction == "send" else "-source")
+    my_io = io_for(s["io"], sending=direction == "send")
+    peer_io = io_for(s["io"], sending=direction != "send")
     args = ["--bytes", str(total), "--buf", str(bufsize), "--sockbuf", str(s["sockbuf"])]
     if tls:
         cert, key = _bench_cert(ctx)
         args += ["--cert", str(cert), "--key", str(key)]
-        args += ["--ciphersuite", s["ciphersuite"], "--io", s["io"]]
+        args += ["--ciphersuite", s["ciphersuite"], "--io", peer_io]
 
     ls = listen_loopback()
     port = ls.getsockname()[1]
@@ -121,7 +124,7 @@ def _loopback_stream(
         if tls:
             cert, _ = _bench_cert(ctx)
             stream: RawStream | TlsStream = TlsStream(
-                sock, client_context(cert, s["ciphersuite"] or None), server=False, io=s["io"]
+                sock, client_context(cert, s["ciphersuite"] or None), server=False, io=my_io
             )
             stream.handshake()
         else:
@@ -155,7 +158,9 @@ def _loopback_stream(
     note = ""
     if tls:
         extra["ciphersuite_requested"] = s["ciphersuite"] or "(negotiated)"
-        note = f"{info.get('cipher')}, io={s['io']}"
+        extra["tls_io_setting"] = s["io"]
+        send_io, recv_io = (my_io, peer_io) if direction == "send" else (peer_io, my_io)
+        note = f"{info.get('cipher')}, io send={send_io}/recv={recv_io}"
     return Result(name, mb_per_s(total, win.wall_s), "MB/s", limit=limit, note=note, extra=extra)
 
 

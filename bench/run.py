@@ -106,25 +106,37 @@ def git_commit() -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
+class MeasurementTimeout(Exception):
+    pass
+
+
 class Watchdog:
     """Bounds a measurement even if its code forgot a timeout.
 
     At the deadline every peer process is killed (turning blocked socket calls
-    into errors); if the measurement still has not returned ``grace`` seconds
-    later, the partial report is written and the process exits.
+    into errors) and ``MeasurementTimeout`` is raised in the main thread via
+    SIGALRM (which also interrupts sleeps and blocking syscalls); the run goes
+    on with the next measurement.  If the measurement still has not returned
+    ``WATCHDOG_GRACE_S`` later, ``on_give_up`` writes the partial report and
+    exits the process.
     """
 
-    def __init__(self, deadline: float, on_give_up) -> None:
-        self._kill = threading.Timer(max(0.0, deadline - time.monotonic()), kill_all_peers)
-        self._give_up = threading.Timer(
-            max(0.0, deadline + WATCHDOG_GRACE_S - time.monotonic()), on_give_up
-        )
-        for t in (self._kill, self._give_up):
-            t.daemon = True
-            t.start()
+    def __init__(self, name: str, deadline: float, on_give_up) -> None:
+        self.name = name
+        left = max(0.001, deadline - time.monotonic())
+        signal.signal(signal.SIGALRM, self._on_alarm)
+        signal.setitimer(signal.ITIMER_REAL, left)
+        self._give_up = threading.Timer(left + WATCHDOG_GRACE_S, on_give_up)
+        self._give_up.daemon = True
+        self._give_up.start()
+
+    def _on_alarm(self, signum, frame) -> None:
+        kill_all_peers()
+        raise MeasurementTimeout(f"{self.name} exceeded its timeout")
 
     def cancel(self) -> None:
-        self._kill.cancel()
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, signal.SIG_DFL)
         self._give_up.cancel()
 
 
@@ -299,9 +311,11 @@ def main(argv: list[str] | None = None) -> int:
                 TimeoutError("measurement hung past its timeout; run aborted"),
             )
         )
-        write_json(out_path, finish_doc("aborted: hung measurement"))
-        print(f"\nbench: {ctx.current} hung; partial results in {out_path}", file=sys.stderr)
         kill_all_peers()
+        write_json(out_path, finish_doc("aborted: hung measurement"))
+        shutil.rmtree(workdir, ignore_errors=True)
+        print(f"\nbench: {ctx.current} hung; partial results in {out_path}", file=sys.stderr)
+        print(render_table(results), flush=True)
         os._exit(3)
 
     def on_sigterm(signum, _frame):
@@ -316,8 +330,8 @@ def main(argv: list[str] | None = None) -> int:
             ctx.current = m.name
             ctx.deadline = time.monotonic() + m.timeout
             print(f"  {m.name} ...", end="", flush=True, file=sys.stderr)
-            dog = Watchdog(ctx.deadline, give_up)
             t0 = time.perf_counter()
+            dog = Watchdog(m.name, ctx.deadline, give_up)
             try:
                 got = normalize(m, m.func(ctx))
             except Exception as exc:

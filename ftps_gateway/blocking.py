@@ -16,7 +16,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from django.db import close_old_connections
+from django.db import close_old_connections, connections
 from pyftpdlib.ioloop import AsyncChat
 
 log = logging.getLogger(__name__)
@@ -113,7 +113,20 @@ class BlockingPool:
                 log.exception("error in a gateway callback")
 
     def close(self) -> None:
-        """Wait for running jobs, then close the wakeup pair."""
+        """Wait for running jobs, close every thread's database connection and the pair."""
+        threads = self._executor._max_workers
+        barrier = threading.Barrier(threads, timeout=10)
+
+        def close_connection() -> None:
+            # The barrier makes each thread take exactly one of these jobs.
+            try:
+                barrier.wait()
+            except threading.BrokenBarrierError:
+                pass
+            connections.close_all()
+
+        for _ in range(threads):
+            self._executor.submit(close_connection)
         self._executor.shutdown(wait=True)
         self.run_ready()
         self._channel.close()

@@ -171,7 +171,8 @@ def broker_from_url(url: str, broker_dir: Path) -> tuple[str, dict[str, object]]
     if scheme in ("redis", "rediss"):
         # Longer than the longest pipeline step: Redis redelivers an unacked message only
         # after this. The database, not the broker, is the record of work (see pipeline).
-        return url, {"visibility_timeout": env_int("MFT_BROKER_VISIBILITY_TIMEOUT", 7200, minimum=60)}
+        timeout = env_int("MFT_BROKER_VISIBILITY_TIMEOUT", 7200, minimum=60)
+        return url, {"visibility_timeout": timeout}
     raise ImproperlyConfigured(
         f"CELERY_BROKER_URL scheme {scheme!r} is not supported (use redis:// or filesystem://)"
     )

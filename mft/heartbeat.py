@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import threading
@@ -10,10 +11,12 @@ from typing import Any
 
 from celery import signals
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import close_old_connections, connections
 from django.utils import timezone
 
 from mft.models import ProcessHeartbeat
+
+log = logging.getLogger(__name__)
 
 
 def beat(kind: str, name: str, info: dict[str, Any] | None = None) -> None:
@@ -54,11 +57,12 @@ class HeartbeatThread(threading.Thread):
         while not self.stopped.is_set():
             try:
                 beat(self.kind, self.beat_name, self.info)
-            except Exception:  # noqa: BLE001 - a missed beat must never kill the process
-                close_old_connections()
+            except Exception:
+                log.warning("heartbeat failed; retrying next period", exc_info=True)
             finally:
                 close_old_connections()
             self.stopped.wait(settings.WORKER_HEARTBEAT_SECONDS)
+        connections.close_all()
 
     def stop(self) -> None:
         """Stop beating and remove the heartbeat row."""

@@ -37,8 +37,8 @@ class Child:
 
     def start(self) -> None:
         """Start the child in a process group of its own."""
-        self.process = subprocess.Popen(  # noqa: S603 - argv built from our own settings
-            list(self.argv), start_new_session=True, preexec_fn=_die_with_parent)  # noqa: PLW1509
+        self.process = subprocess.Popen(
+            list(self.argv), start_new_session=True, preexec_fn=_die_with_parent)
 
     def signal(self, signum: int) -> None:
         """Send a signal to the child's whole process group."""

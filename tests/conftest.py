@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -27,9 +27,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     database = os.environ.get("DATABASE_URL", "")
     broker = os.environ.get("CELERY_BROKER_URL", "")
     for item in items:
-        if "postgres" in item.keywords and not _uses("postgres", database):
+        if item.get_closest_marker("postgres") and not _uses("postgres", database):
             item.add_marker(pytest.mark.skip(reason="needs PostgreSQL: set DATABASE_URL"))
-        if "redis" in item.keywords and not _uses("redis", broker):
+        if item.get_closest_marker("redis") and not _uses("redis", broker):
             item.add_marker(pytest.mark.skip(reason="needs Redis: set CELERY_BROKER_URL"))
 
 
@@ -86,32 +86,90 @@ class LiveGateway:
     implicit_port: int
     process: object
 
+    def port(self, implicit: bool) -> int:
+        """Return the implicit or the explicit listener's port."""
+        return self.implicit_port if implicit else self.explicit_port
+
+
+GatewayFactory = Callable[..., LiveGateway]
+
 
 @pytest.fixture
-def gateway(transactional_db: None) -> Iterator[LiveGateway]:
-    """Run a real gateway (explicit and implicit listeners) in a thread on loopback."""
+def gateway_factory(transactional_db: None) -> Iterator[GatewayFactory]:
+    """Return a function that starts a real gateway with GatewayConfig overrides.
+
+    Every gateway it started is stopped, and its thread joined, when the test ends.
+    """
     from ftps_gateway.server import GatewayConfig, GatewayProcess, bind_listeners
     from mft import bootstrap
 
     bootstrap.ensure_certificate()
-    config = GatewayConfig.from_settings(
-        bind_address="127.0.0.1", explicit_port=0, implicit_port=0,
-        passive_ports=(41000, 41199), workers=1, blocking_threads=4)
-    listeners = bind_listeners(config)
-    process = GatewayProcess(config, listeners)
-    thread = threading.Thread(target=process.serve, name="test-gateway", daemon=True)
-    thread.start()
+    running: list[tuple[object, threading.Thread, dict]] = []
+
+    def start(**overrides: object) -> LiveGateway:
+        values: dict[str, object] = dict(
+            bind_address="127.0.0.1", explicit_port=0, implicit_port=0,
+            passive_ports=(41000, 41199), workers=1, blocking_threads=4)
+        values.update(overrides)
+        config = GatewayConfig.from_settings(**values)
+        listeners = bind_listeners(config)
+        process = GatewayProcess(config, listeners)
+        thread = threading.Thread(target=process.serve, name="test-gateway", daemon=True)
+        thread.start()
+        running.append((process, thread, listeners))
+        return LiveGateway(process.ports.get("explicit", 0), process.ports.get("implicit", 0),
+                           process)
+
     try:
-        yield LiveGateway(process.ports["explicit"], process.ports["implicit"], process)
+        yield start
     finally:
-        process.stop()
-        thread.join(timeout=15)
-        for sock in listeners.values():
-            sock.close()
-        assert not thread.is_alive(), "gateway thread did not stop"
+        for process, thread, listeners in running:
+            process.stop()  # type: ignore[attr-defined]
+        for process, thread, listeners in running:
+            thread.join(timeout=15)
+            for sock in listeners.values():
+                sock.close()
+        assert not any(t.is_alive() for _, t, _ in running), "gateway thread did not stop"
+
+
+@pytest.fixture
+def gateway(gateway_factory: GatewayFactory) -> LiveGateway:
+    """Run a real gateway (explicit and implicit listeners) in a thread on loopback."""
+    return gateway_factory()
 
 
 @pytest.fixture
 def data_dir() -> str:
     """Return the test run's data dir."""
     return str(settings.DATA_DIR)
+
+
+@pytest.fixture
+def start_worker(transactional_db: None, tmp_path_factory: pytest.TempPathFactory):
+    """Return a function that starts a real worker (with extra env); all are stopped after."""
+    from tests.live_worker import LiveWorker
+
+    started: list[LiveWorker] = []
+
+    def start(**env: str) -> LiveWorker:
+        log = tmp_path_factory.mktemp("worker") / "worker.log"
+        worker = LiveWorker(log, env)
+        started.append(worker)
+        worker.wait_ready()
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()
+
+
+@pytest.fixture(scope="session")
+def clamd(tmp_path_factory: pytest.TempPathFactory):
+    """Run a real clamd with the suite's own signature database (EICAR)."""
+    from tests.clamd_server import find_clamd, start_clamd
+
+    if find_clamd() is None:
+        pytest.skip("clamd not installed: apt-get install clamav-daemon")
+    process = start_clamd(tmp_path_factory.mktemp("clamd"), tcp=True)
+    yield process
+    process.stop()

@@ -7,8 +7,11 @@ connections, which Portside requires by default; `ResumingFTP` passes `session=`
 from __future__ import annotations
 
 import ftplib
+import io
 import socket
 import ssl
+import struct
+from datetime import datetime
 from typing import Any
 
 
@@ -59,4 +62,54 @@ def login(port: int, username: str, password: str, *, implicit: bool = False,
         ftp.auth()
     ftp.login(username, password) if implicit else ftplib.FTP.login(ftp, username, password)
     ftp.prot_p()
+    return ftp
+
+
+def reply(ftp: ftplib.FTP, command: str) -> str:
+    """Send a command and return the server's reply, whatever its code."""
+    ftp.putcmd(command)
+    return ftp.getmultiline()
+
+
+def raw_reply(ftp: ftplib.FTP, line: bytes) -> str:
+    """Send raw bytes as one command line (ftplib refuses some) and return the reply."""
+    ftp.sock.sendall(line + b"\r\n")
+    return ftp.getmultiline()
+
+
+def drop(conn: socket.socket, *, reset: bool = False) -> None:
+    """Close a data connection abruptly: no TLS close_notify; with reset, a TCP RST."""
+    if reset:
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    conn.close()  # Python's ssl never sends close_notify unless asked to (unwrap)
+
+
+class FileZillaLike(ResumingFTP):
+    """Behaves like FileZilla or WinSCP: resumes TLS, lists with MLSD, uploads to
+    `name.filepart`, renames it into place and sets the modification time with MFMT."""
+
+    def upload(self, name: str, data: bytes, mtime: datetime) -> str:
+        """Upload the way those clients do; return the STOR's final reply."""
+        part = f"{name}.filepart"
+        final = self.storbinary(f"STOR {part}", io.BytesIO(data))
+        self.sendcmd(f"RNFR {part}")
+        self.sendcmd(f"RNTO {name}")
+        self.sendcmd(f"MFMT {mtime:%Y%m%d%H%M%S} {name}")
+        return final
+
+    def entries(self, path: str = "") -> dict[str, dict[str, str]]:
+        """Return the MLSD facts of each entry of a folder, by name."""
+        return dict(self.mlsd(path))
+
+
+def connect_filezilla_like(port: int, username: str, password: str,
+                           *, timeout: float = 15) -> FileZillaLike:
+    """Log in the way FileZilla does: AUTH TLS, USER/PASS, PBSZ 0, PROT P, OPTS UTF8 ON."""
+    ftp = FileZillaLike(context=client_context(), timeout=timeout)
+    ftp.connect("127.0.0.1", port)
+    ftp.auth()
+    ftplib.FTP.login(ftp, username, password)
+    ftp.prot_p()
+    ftp.sendcmd("OPTS UTF8 ON")
+    ftp.voidcmd("TYPE I")
     return ftp

@@ -11,8 +11,8 @@ os.environ.setdefault("MFT_DATA_DIR", tempfile.mkdtemp(prefix="portside-test-"))
 os.environ.setdefault("MFT_GATEWAY_AUTH_FAILED_DELAY_MS", "50")
 os.environ.setdefault("MFT_WORKER_HEARTBEAT_SECONDS", "1")
 
-from mft.settings import *  # noqa: E402,F403
-from mft.settings import DATA_DIR, DATABASES  # noqa: E402
+from mft.settings import *  # noqa: F403
+from mft.settings import DATA_DIR, DATABASES
 
 # Argon2 with Django's defaults costs ~130 ms and ~100 MiB per check: keep it (the product
 # default) but tests that create many users pay for it, so none does so in a loop.

@@ -80,7 +80,7 @@ class FileListCreate(generics.ListAPIView[StoredFile]):
         path = request.query_params.get("path", "")
         owner = _upload_owner(request)
         origin = Origin(source_ip=client_ip(request), protocol="https").as_user(request.user)
-        upload = uploads.begin_upload(owner, path, origin=origin)
+        upload = uploads.begin_upload(owner, path, origin=origin, make_parents=True)
         stream = request.stream
         try:
             while stream is not None and (block := stream.read(_UPLOAD_READ)):

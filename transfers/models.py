@@ -111,3 +111,6 @@ class QuotaReservation(models.Model):
     # Refreshed on every claim; a reservation left by a crashed process goes stale and is
     # swept, so a crash never shrinks a quota for good.
     updated_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"{self.owner_id}: {self.bytes} bytes"

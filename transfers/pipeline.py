@@ -23,6 +23,7 @@ from audit import events
 from mft.celery import app
 from transfers import scan_step
 from transfers.models import LIVE_STATES, FileState, PipelineStep, StoredFile
+from transfers.pipeline_state import set_state
 from transfers.step_result import StepResult
 
 log = logging.getLogger(__name__)
@@ -90,6 +91,14 @@ def _run(step: PipelineStep, stored: StoredFile) -> StepResult:
 
 
 def _record(step: PipelineStep, stored: StoredFile, result: StepResult) -> None:
+    """Store the step's outcome, timing and the file's new state, and audit it, at once."""
+    with transaction.atomic():
+        if result.state is not None:
+            set_state(stored, result.state, result.reason, **result.fields)
+        _record_step(step, stored, result)
+
+
+def _record_step(step: PipelineStep, stored: StoredFile, result: StepResult) -> None:
     """Store the step's outcome and timing, and audit it."""
     now = timezone.now()
     started = step.started_at or now
@@ -114,10 +123,7 @@ def _record(step: PipelineStep, stored: StoredFile, result: StepResult) -> None:
 
 def _finish(stored: StoredFile) -> StepResult:
     """Mark the file ready for everyone downstream."""
-    now = timezone.now()
-    StoredFile.objects.filter(pk=stored.pk, state__in=LIVE_STATES).update(
-        state=FileState.READY, ready_at=now, state_changed_at=now, state_reason="")
-    return StepResult.next("ready")
+    return StepResult.next("ready", state=FileState.READY, fields={"ready_at": timezone.now()})
 
 
 def _dlp(stored: StoredFile) -> StepResult:

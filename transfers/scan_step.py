@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from django.conf import settings
-from django.db import transaction
 
 from transfers import pipeline_state, storage
 from transfers.models import FileState, StoredFile
@@ -36,32 +35,37 @@ def run(stored: StoredFile) -> StepResult:
     if settings.SCAN_MODE == "off":
         return StepResult.next("skipped", reason="scanning switched off (MFT_SCAN=off)")
     if not settings.CLAMD_ADDRESS:
-        pipeline_state.set_state(stored, FileState.HELD, "no virus scanner configured "
-                                 "(MFT_CLAMD unset)")
-        return StepResult.retry("no scanner")
+        return StepResult.retry("no scanner", state=FileState.HELD,
+                                reason="no virus scanner configured (MFT_CLAMD unset)")
     if stored.size > settings.SCAN_MAX_BYTES:
         return _oversize(stored)
     pipeline_state.set_state(stored, FileState.SCANNING)
     try:
         result = ClamdClient(settings.CLAMD_ADDRESS, timeout=settings.SCAN_TIMEOUT).scan_stream(
-            _plaintext(Path(stored.storage_path)))
+            _plaintext(_current_path(stored)))
     except ScannerUnavailable as exc:
-        pipeline_state.set_state(stored, FileState.HELD, f"virus scanner unavailable: {exc}")
-        return StepResult.retry("scanner unavailable", error=str(exc)[:200])
+        return StepResult.retry("scanner unavailable", state=FileState.HELD,
+                                reason=f"virus scanner unavailable: {exc}", error=str(exc)[:200])
     except ScannerRefused as exc:
-        pipeline_state.set_state(stored, FileState.HELD, f"virus scanner refused it: {exc}")
-        return StepResult.retry("scanner refused", auto=False, error=str(exc)[:200])
+        return StepResult.retry("scanner refused", auto=False, state=FileState.HELD,
+                                reason=f"virus scanner refused it: {exc}", error=str(exc)[:200])
     if result.limits_exceeded:
-        pipeline_state.set_state(stored, FileState.HELD,
-                                 f"scanner limits exceeded ({result.signature}); admin review")
-        return StepResult.retry("limits exceeded", auto=False, signature=result.signature)
+        return StepResult.retry(
+            "limits exceeded", auto=False, state=FileState.HELD,
+            reason=f"scanner limits exceeded ({result.signature}); admin review",
+            signature=result.signature)
     if result.infected:
-        _quarantine(stored, result.signature or "unknown", result.engine_version)
-        return StepResult.stop("infected", signature=result.signature,
-                               engine=result.engine_version)
-    pipeline_state.set_state(stored, FileState.CLEAN, scan_engine=result.engine_version,
-                             scan_signature="")
-    return StepResult.next("clean", engine=result.engine_version, bytes=result.bytes_sent)
+        signature = result.signature or "unknown"
+        target = _quarantine(stored)
+        return StepResult.stop(
+            "infected", state=FileState.INFECTED, reason=f"infected: {signature}",
+            fields={"scan_signature": signature[:200], "scan_engine": result.engine_version[:200],
+                    "storage_path": str(target)},
+            signature=signature, engine=result.engine_version)
+    return StepResult.next("clean", state=FileState.CLEAN,
+                           fields={"scan_engine": result.engine_version[:200],
+                                   "scan_signature": ""},
+                           engine=result.engine_version, bytes=result.bytes_sent)
 
 
 def _oversize(stored: StoredFile) -> StepResult:
@@ -69,21 +73,25 @@ def _oversize(stored: StoredFile) -> StepResult:
     limit = settings.SCAN_MAX_BYTES
     if settings.SCAN_OVERSIZE_POLICY == "reject":
         Path(stored.storage_path).unlink(missing_ok=True)
-        pipeline_state.set_state(stored, FileState.REJECTED,
-                                 f"larger than the scan limit of {limit} bytes")
-        return StepResult.stop("rejected: oversize", limit=limit)
-    pipeline_state.set_state(stored, FileState.HELD,
-                             f"larger than the scan limit of {limit} bytes; admin review")
-    return StepResult.retry("oversize", auto=False, limit=limit)
+        return StepResult.stop("rejected: oversize", state=FileState.REJECTED,
+                               reason=f"larger than the scan limit of {limit} bytes",
+                               limit=limit)
+    return StepResult.retry("oversize", auto=False, state=FileState.HELD,
+                            reason=f"larger than the scan limit of {limit} bytes; admin review",
+                            limit=limit)
 
 
-def _quarantine(stored: StoredFile, signature: str, engine: str) -> None:
-    """Move an infected file out of the owner's home; it stays encrypted at rest."""
+def _current_path(stored: StoredFile) -> Path:
+    """Return where the bytes are: a crash may have quarantined them before the state moved."""
+    path = Path(stored.storage_path)
+    moved = storage.quarantine_dir() / f"{stored.pk}.bin"
+    return moved if not path.exists() and moved.exists() else path
+
+
+def _quarantine(stored: StoredFile) -> Path:
+    """Move an infected file out of the owner's home (idempotent); it stays encrypted."""
     source = Path(stored.storage_path)
     target = storage.quarantine_dir() / f"{stored.pk}.bin"
-    with transaction.atomic():
-        if source.exists():
-            os.replace(source, target)
-        pipeline_state.set_state(stored, FileState.INFECTED, f"infected: {signature}",
-                                 scan_signature=signature[:200], scan_engine=engine[:200],
-                                 storage_path=str(target))
+    if source.exists() and source != target:
+        os.replace(source, target)
+    return target

@@ -16,18 +16,27 @@ class StepResult:
     outcome: str
     details: dict[str, Any] = field(default_factory=dict)
     auto_retry: bool = True
+    # The file's new state, applied in the same transaction as the step's record and audit
+    # event, so nobody sees the state before its story is written.
+    state: str | None = None
+    reason: str = ""
+    fields: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def next(cls, outcome: str, **details: Any) -> StepResult:
+    def next(cls, outcome: str, *, state: str | None = None, reason: str = "",
+             fields: dict[str, Any] | None = None, **details: Any) -> StepResult:
         """Return a result that moves the file to its next step."""
-        return cls(cls.NEXT, outcome, details)
+        return cls(cls.NEXT, outcome, details, state=state, reason=reason,
+                   fields=fields or {})
 
     @classmethod
-    def stop(cls, outcome: str, **details: Any) -> StepResult:
+    def stop(cls, outcome: str, *, state: str, reason: str = "",
+             fields: dict[str, Any] | None = None, **details: Any) -> StepResult:
         """Return a result that ends the file's pipeline (infected, rejected)."""
-        return cls(cls.STOP, outcome, details)
+        return cls(cls.STOP, outcome, details, state=state, reason=reason, fields=fields or {})
 
     @classmethod
-    def retry(cls, outcome: str, *, auto: bool = True, **details: Any) -> StepResult:
+    def retry(cls, outcome: str, *, auto: bool = True, state: str | None = None,
+              reason: str = "", **details: Any) -> StepResult:
         """Return a result that holds the file; auto=False waits for an admin."""
-        return cls(cls.RETRY, outcome, details, auto_retry=auto)
+        return cls(cls.RETRY, outcome, details, auto_retry=auto, state=state, reason=reason)

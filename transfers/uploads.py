@@ -20,7 +20,7 @@ from django.utils import timezone
 from accounts.models import User
 from audit import events
 from audit.events import Origin
-from mft.errors import InvalidInput, PermissionDenied, PortsideError, TransferRejected
+from mft.errors import InvalidInput, NotFound, PermissionDenied, PortsideError, TransferRejected
 from transfers import paths, pipeline, quota, storage
 from transfers.models import LIVE_STATES, FileState, QuotaReservation, StoredFile
 
@@ -61,7 +61,7 @@ class Upload:
     """One file arriving; write() as bytes come, then finish(), interrupt() or abort()."""
 
     def __init__(self, user: User, virtual: str, *, offset: int | None, append: bool,
-                 origin: Origin) -> None:
+                 origin: Origin, make_parents: bool = False) -> None:
         self.user, self.virtual, self.origin = user, virtual, origin
         self.home = home_of(user)
         self.target = paths.to_real(self.home, virtual)
@@ -73,7 +73,21 @@ class Upload:
         self._reservation: QuotaReservation | None = None
         self._claimed = 0
         self._hasher = hashlib.sha256()
+        self._ensure_parent(make_parents)
         self._open(offset, append)
+
+    def _ensure_parent(self, make_parents: bool) -> None:
+        """Refuse an upload into a folder that does not exist, or create it when asked."""
+        parent = self.target.parent
+        if parent.is_dir():
+            return
+        folder = self.virtual.rsplit("/", 1)[0] or "/"
+        if not make_parents:
+            raise NotFound(f"folder {folder} does not exist")
+        require(self.user, "mkdir")
+        if parent.exists():
+            raise InvalidInput(f"{folder} is a file, not a folder")
+        parent.mkdir(parents=True)
 
     def _open(self, offset: int | None, append: bool) -> None:
         """Check permissions and quota, then open the encrypted temporary file."""
@@ -227,11 +241,12 @@ class Upload:
 
 
 def begin_upload(user: User, virtual: str, *, origin: Origin, offset: int | None = None,
-                 append: bool = False) -> Upload:
+                 append: bool = False, make_parents: bool = False) -> Upload:
     """Start receiving a file at a virtual path in the user's home."""
     clean = paths.normalize(virtual)
     try:
-        return Upload(user, clean, offset=offset, append=append, origin=origin)
+        return Upload(user, clean, offset=offset, append=append, origin=origin,
+                      make_parents=make_parents)
     except PortsideError as exc:
         events.file_event(origin=origin, action="upload", path=clean, outcome=events.FAILURE,
                           details={"reason": str(exc)})

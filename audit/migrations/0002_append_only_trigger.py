@@ -23,12 +23,12 @@ DROP FUNCTION IF EXISTS audit_event_append_only();
 
 def _forward(apps, schema_editor):
     if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute(_CREATE)
+        schema_editor.execute(_CREATE, params=None)
 
 
 def _backward(apps, schema_editor):
     if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute(_DROP)
+        schema_editor.execute(_DROP, params=None)
 
 
 class Migration(migrations.Migration):
