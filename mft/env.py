@@ -15,17 +15,23 @@ from urllib.parse import urlsplit
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+# Every variable name the settings asked for: tests check the README and the compose file
+# against it, so neither can mention a variable the code does not read.
+READ: set[str] = set()
+
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
 
 def env_str(name: str, default: str = "") -> str:
     """Return the variable's value, or the default when it is unset."""
+    READ.add(name)
     return os.environ.get(name, default)
 
 
 def env_bool(name: str, default: bool = False) -> bool:
     """Return a boolean variable; accept 1/0, true/false, yes/no, on/off."""
+    READ.add(name)
     raw = os.environ.get(name)
     if raw is None:
         return default
@@ -39,6 +45,7 @@ def env_bool(name: str, default: bool = False) -> bool:
 
 def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
     """Return an integer variable, refusing non-numbers and values under the minimum."""
+    READ.add(name)
     raw = os.environ.get(name)
     if raw is None or raw.strip() == "":
         return default
@@ -53,6 +60,7 @@ def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
 
 def env_list(name: str, default: list[str] | None = None) -> list[str]:
     """Return a comma-separated variable as a list of non-empty, stripped items."""
+    READ.add(name)
     raw = os.environ.get(name)
     if raw is None:
         return list(default or [])
@@ -61,6 +69,7 @@ def env_list(name: str, default: list[str] | None = None) -> list[str]:
 
 def env_port(name: str, default: int | None) -> int | None:
     """Return a TCP port; `off` gives None (listener disabled) and 0 means any free port."""
+    READ.add(name)
     raw = os.environ.get(name)
     if raw is None or raw.strip() == "":
         return default
@@ -77,6 +86,7 @@ def env_port(name: str, default: int | None) -> int | None:
 
 def env_port_range(name: str, default: str) -> tuple[int, int]:
     """Return an inclusive port range written `low-high`."""
+    READ.add(name)
     raw = os.environ.get(name, default).strip()
     try:
         low_text, high_text = raw.split("-", 1)
@@ -90,6 +100,7 @@ def env_port_range(name: str, default: str) -> tuple[int, int]:
 
 def env_secret(name: str, default: str | None = None) -> str | None:
     """Return a secret from NAME, or from the file named by NAME_FILE."""
+    READ.update((name, f"{name}_FILE"))
     value = os.environ.get(name)
     path = os.environ.get(f"{name}_FILE")
     if value and path:
