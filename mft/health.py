@@ -57,6 +57,18 @@ def _clamd() -> dict[str, Any]:
         return {"status": "down", "error": str(exc)[:200]}
 
 
+def _pipeline() -> dict[str, Any]:
+    """Return how many files are stuck short of a final state (informational)."""
+    from transfers import pipeline
+
+    try:
+        stuck = len(pipeline.stuck_files(settings.PIPELINE_STUCK_SECONDS))
+    except Exception as exc:  # noqa: BLE001
+        return {"status": "down", "error": str(exc)[:200]}
+    return {"status": "ok" if not stuck else "warning", "stuck_files": stuck,
+            "threshold_seconds": settings.PIPELINE_STUCK_SECONDS}
+
+
 def report() -> dict[str, Any]:
     """Return the whole health report; status is ok when database, broker and worker are."""
     components = {
@@ -65,6 +77,7 @@ def report() -> dict[str, Any]:
         "worker": _processes(ProcessHeartbeat.Kind.WORKER),
         "gateway": _processes(ProcessHeartbeat.Kind.GATEWAY),
         "clamd": _clamd(),
+        "pipeline": _pipeline(),
     }
     required = ("database", "broker", "worker")
     ok = all(components[name]["status"] == "ok" for name in required)

@@ -152,3 +152,12 @@ def sweep() -> int:
     for file_id in file_ids:
         enqueue(file_id)
     return len(file_ids)
+
+
+def stuck_files(older_than_seconds: int) -> list[StoredFile]:
+    """Return live files that have not reached a final state for longer than the threshold."""
+    cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
+    unfinished = [FileState.RECEIVED, FileState.DECRYPTING, FileState.SCANNING, FileState.HELD,
+                  FileState.CLEAN, FileState.DLP]
+    return list(StoredFile.objects.filter(state__in=unfinished, state_changed_at__lt=cutoff)
+                .order_by("state_changed_at")[:1000])

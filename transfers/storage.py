@@ -39,16 +39,46 @@ class Reader(Protocol):
 
 @functools.cache
 def master_key() -> atrest.MasterKey:
-    """Return the install's master key, generating it into the data dir on first use."""
+    """Return the install's current master key, generating it into the data dir on first use."""
     if settings.MASTER_KEY:
-        try:
-            return atrest.MasterKey(base64.b64decode(settings.MASTER_KEY, validate=True))
-        except ValueError as exc:
-            raise ImproperlyConfigured(f"MFT_MASTER_KEY is invalid: {exc}") from None
+        return _key_from_text(settings.MASTER_KEY, "MFT_MASTER_KEY")
     path = Path(settings.MASTER_KEY_PATH)
     if not path.exists():
         _create_master_key(path)
-    return atrest.MasterKey(base64.b64decode(path.read_text().strip()))
+    return _key_from_text(path.read_text(), str(path))
+
+
+def _key_from_text(text: str, source: str) -> atrest.MasterKey:
+    """Parse a base64 master key, naming its source in the error."""
+    try:
+        return atrest.MasterKey(base64.b64decode(text.strip(), validate=True))
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"master key from {source} is invalid: {exc}") from None
+
+
+def known_keys() -> dict[str, atrest.MasterKey]:
+    """Return every master key this install knows, by key id: current, next and previous.
+
+    Readers pick the key a file's header names, so files stay readable while a rotation is
+    under way and from processes that started before it.
+    """
+    keys = {master_key().key_id: master_key()}
+    base = Path(settings.MASTER_KEY_PATH)
+    for suffix in (".next", ".old"):
+        candidate = base.with_name(base.name + suffix)
+        if candidate.exists():
+            key = _key_from_text(candidate.read_text(), str(candidate))
+            keys.setdefault(key.key_id, key)
+    return keys
+
+
+def key_for(path: Path) -> atrest.MasterKey:
+    """Return the known master key that wraps an encrypted file."""
+    keys = known_keys()
+    for key_id in atrest.key_ids(path):
+        if key_id in keys:
+            return keys[key_id]
+    return master_key()  # the reader then reports which key ids would have been needed
 
 
 def _create_master_key(path: Path) -> None:
@@ -112,7 +142,10 @@ class _PlainReader:
 
 def open_writer(path: Path, *, append: bool = False, offset: int | None = None) -> Writer:
     """Open a stored file for writing: new, appended to, or kept up to an offset."""
-    if not settings.ENCRYPT_AT_REST and not atrest.is_encrypted(path):
+    resuming = append or offset is not None
+    if resuming and path.exists() and path.stat().st_size and atrest.is_encrypted(path):
+        return atrest.EncryptedWriter(path, key_for(path), append=append, offset=offset)
+    if not settings.ENCRYPT_AT_REST and not (path.exists() and atrest.is_encrypted(path)):
         return _PlainWriter(path, append=append, offset=offset)
     return atrest.EncryptedWriter(path, master_key(), append=append, offset=offset)
 
@@ -120,7 +153,7 @@ def open_writer(path: Path, *, append: bool = False, offset: int | None = None) 
 def open_reader(path: Path) -> Reader:
     """Open a stored file for reading its plaintext, whichever way it is stored."""
     if atrest.is_encrypted(path):
-        return atrest.EncryptedReader(path, master_key())
+        return atrest.EncryptedReader(path, key_for(path))
     return _PlainReader(path)
 
 
