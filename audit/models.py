@@ -61,3 +61,44 @@ class AuditEvent(models.Model):
     def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
         """Refuse: events leave the table only through the retention archive."""
         raise AppendOnlyError("audit events are append-only")
+
+
+class ChainHead(models.Model):
+    """The chain's last event, updated with every append: deleting the newest events
+    (which leaves no broken link behind) is caught by comparing the walk with this row."""
+
+    last_id = models.BigIntegerField(default=0)
+    last_hash = models.CharField(max_length=64, default="0" * 64)
+    count = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"head {self.last_id} ({self.count} events)"
+
+
+class ArchiveRecord(models.Model):
+    """A retention archive: events up to `through_id` left the table into a signed file."""
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    through_id = models.BigIntegerField()
+    last_hash = models.CharField(max_length=64)
+    count = models.BigIntegerField()
+    path = models.CharField(max_length=1024)
+    sha256 = models.CharField(max_length=64)
+    signature = models.TextField()
+
+    class Meta:
+        ordering = ["through_id"]
+
+    def __str__(self) -> str:
+        return f"archive through {self.through_id}"
+
+
+class ExportCursor(models.Model):
+    """How far a SIEM exporter has sent events: exports resume from here after an outage."""
+
+    name = models.CharField(max_length=100, unique=True)
+    last_id = models.BigIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.name} at {self.last_id}"

@@ -5,8 +5,8 @@ Public API
 
 * :func:`build_server_context` -- hardened ``OpenSSL.SSL.Context`` for the
   control *and* data channels (one context per listener; it is immutable once a
-  connection has been made from it -- pyOpenSSL >= 25 raises ``ValueError`` on
-  any setter after first use).
+  connection has been made from it -- pyOpenSSL 26 raises ``ValueError`` on any
+  setter after first use).
 * :func:`new_session_token` / :func:`bind_session_context` /
   :func:`session_reused` / :func:`is_reuse_refusal` -- vsftpd-style
   ``require_ssl_reuse``: a data connection must resume the TLS session of *its
@@ -20,9 +20,10 @@ How data-channel session binding works
 OpenSSL stamps every session it creates (session-cache entry, TLS 1.2 ticket or
 TLS 1.3 ticket/PSK) with the *session id context* (``sid_ctx``) of the ``SSL``
 object that created it, and refuses to resume a session whose ``sid_ctx`` differs
-from the resuming ``SSL``'s (``ssl_get_prev_session`` for TLS 1.2 ids/tickets,
-``tls_parse_ctos_psk`` for TLS 1.3; the handshake silently falls back to a full
-one).  So: give each control connection a random 32-byte token as ``sid_ctx``,
+from the resuming ``SSL``'s: ``ssl_get_prev_session`` "treat[s it] like a cache
+miss" and the handshake silently falls back to a full one.  tests/test_tls.py
+checks this for TLS 1.2 session ids, TLS 1.2 tickets and TLS 1.3 tickets (PSK).
+So: give each control connection a random 32-byte token as ``sid_ctx``,
 give its data connections the same token, and only sessions born on that control
 connection (or on its data connections) can ever be resumed there.  A session
 from another control connection of the same server context -> full handshake.
@@ -43,16 +44,17 @@ no exported C symbols to reach with ctypes) has:
   ``SSL_CTX_sess_set_new_cb``, ``SSL_get_SSL_CTX``, ``SSL_in_init``.
 
 Without ``SSL_set_session_id_context`` the per-connection ``sid_ctx`` is set
-through documented ``SSL_set_SSL_CTX`` semantics (OpenSSL, all versions since
-0.9.8): "if the SSL's sid_ctx equals its current SSL_CTX's, it is replaced by
-the new SSL_CTX's; otherwise (it was set per-SSL) it is left alone".  We switch
+through a long-standing ``SSL_set_SSL_CTX`` rule (ssl/ssl_lib.c, OpenSSL 1.0 to
+4.0): "if the SSL's sid_ctx equals its current SSL_CTX's, it is replaced by the
+new SSL_CTX's; otherwise (it was set per-SSL) it is left alone".  We switch
 the fresh ``SSL`` to a throw-away ``SSL_CTX`` whose ``sid_ctx`` is the token
 (the SSL inherits the token), change the throw-away context's ``sid_ctx`` so it
 no longer matches, and switch back to the real context (the SSL keeps the token,
 and gets back the real context's certificate/key).  ``SSL_set_SSL_CTX`` never
 touches ``session_ctx``, so the session cache and ticket keys stay those of the
-real context.  BoringSSL/AWS-LC copy ``sid_ctx`` unconditionally, so this is
-refused there (``RuntimeError``).
+real context.  BoringSSL (and its fork AWS-LC) copies ``sid_ctx``
+unconditionally and LibreSSL is untested, so cryptography builds against those
+are refused (``RuntimeError``).
 
 Comparing ids or master keys instead (the other route the brief allowed) does not
 work for TLS 1.3: every ticket carries its own PSK (resumption secret + nonce),
@@ -61,8 +63,9 @@ nor the id context getter is in the binding.
 
 ``require_reuse=True`` (data connections) additionally installs a per-SSL
 certificate callback that fails the handshake.  OpenSSL calls it only for full
-handshakes (``if (!s->hit && cert_cb != NULL)`` in
-``tls_post_process_client_hello``), so a client that does not resume this control
+handshakes (``if (!s->hit && s->cert->cert_cb != NULL)`` in
+``tls_post_process_client_hello``, TLS 1.2 and 1.3, also after a
+HelloRetryRequest), so a client that does not resume this control
 connection's session never completes the handshake and not one byte of file data
 can be exchanged, no matter which pyftpdlib code path drives the handshake (see
 below).  The client sees an ``internal_error`` alert; the server's ``do_handshake``
@@ -79,10 +82,11 @@ PBSZ 0 and reads "200" over TLS -> tickets processed -> PROT P, PASV, RETR.  The
 gateway must therefore just (1) keep tickets enabled (never set
 ``OP_NO_TICKET``: with it OpenSSL uses stateful, *single-use* TLS 1.3 tickets and
 the second data connection of a session would fail), and (2) answer PBSZ/PROT
-over TLS as pyftpdlib already does.  Reusing the *same* ticket for every data
-connection (what curl, lftp, FileZilla and a ``session=control.session`` Python
-client do) works: OpenSSL's stateless tickets are not single-use without early
-data.
+over TLS as pyftpdlib already does.  Resuming the *same* control session (same
+ticket) on every data connection, as a ``session=control_sock.session`` Python
+client does, works: OpenSSL's stateless tickets are not single-use without early
+data.  Tickets are encrypted with keys held by the server context, so they only
+resume on the process/context that issued them.
 
 Hook points in pyftpdlib 2.2.0
 ==============================

@@ -211,6 +211,14 @@ BAN_FAILURES = env_int("MFT_BAN_FAILURES", 5, minimum=1)
 BAN_WINDOW_SECONDS = env_int("MFT_BAN_WINDOW_SECONDS", 600, minimum=1)
 BAN_SECONDS = env_int("MFT_BAN_SECONDS", 1800, minimum=1)
 
+AUDIT_JSONL_PATH = env_str("MFT_AUDIT_JSONL_PATH", "")
+AUDIT_SYSLOG_URL = env_str("MFT_AUDIT_SYSLOG", "")
+AUDIT_SYSLOG_CA_FILE = env_str("MFT_AUDIT_SYSLOG_CA_FILE", "")
+AUDIT_EXPORT_SECONDS = env_int("MFT_AUDIT_EXPORT_SECONDS", 10, minimum=1)
+if AUDIT_JSONL_PATH or AUDIT_SYSLOG_URL:
+    CELERY_BEAT_SCHEDULE["audit-siem-export"] = {
+        "task": "audit.export_siem", "schedule": float(AUDIT_EXPORT_SECONDS)}
+
 ADMIN_USER = env_str("MFT_ADMIN_USER", "admin")
 ADMIN_PASSWORD = env_secret("MFT_ADMIN_PASSWORD")
 
