@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
 from accounts import tokens
+from accounts.models import ApiToken
 from audit import events
 from audit.events import Origin
 from mft.errors import LoginRefused
@@ -16,6 +18,13 @@ from mft.errors import LoginRefused
 def client_ip(request: Any) -> str | None:
     """Return the client address as the web server saw it."""
     return request.META.get("REMOTE_ADDR") or None
+
+
+def origin_of(request: Request) -> Origin:
+    """Return the audit origin of an API request: who, from where, with which token."""
+    extra = {"token": request.auth.prefix} if isinstance(request.auth, ApiToken) else {}
+    origin = Origin(source_ip=client_ip(request), protocol="https", extra=extra)
+    return origin.as_user(request.user)
 
 
 class BearerTokenAuthentication(authentication.BaseAuthentication):
@@ -29,7 +38,7 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
         if not header:
             return None
         parts = header.split()
-        if parts[0] != self.keyword:
+        if not parts or parts[0] != self.keyword:
             return None
         if len(parts) != 2:
             raise exceptions.AuthenticationFailed("Malformed Authorization header.")
@@ -45,3 +54,15 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
     def authenticate_header(self, request: Request) -> str:
         """Ask for a bearer token in 401 replies."""
         return self.keyword
+
+
+class BearerTokenScheme(OpenApiAuthenticationExtension):
+    """Describe bearer tokens in the OpenAPI schema."""
+
+    target_class = BearerTokenAuthentication
+    name = "bearerAuth"
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
+        """Return the OpenAPI security scheme for `Authorization: Bearer <token>`."""
+        return {"type": "http", "scheme": "bearer",
+                "description": "An API token (`pst_…`), shown once when it is created."}

@@ -14,6 +14,7 @@ from django.utils import timezone
 from accounts.models import Ban, LoginFailure
 from audit import events
 from audit.events import Origin
+from mft.errors import Conflict
 
 
 def active_ban(address: str | None) -> Ban | None:
@@ -48,6 +49,8 @@ def record_failure(address: str | None, username: str, protocol: str) -> Ban | N
 
 def lift_ban(ban: Ban, *, origin: Origin) -> None:
     """Lift a ban and forget the failures that led to it."""
+    if ban.lifted_at is not None:
+        raise Conflict(f"the ban was already lifted by {ban.lifted_by or 'someone'}")
     with transaction.atomic():
         ban.lifted_at = timezone.now()
         ban.lifted_by = origin.actor

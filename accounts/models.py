@@ -183,3 +183,17 @@ class Ban(models.Model):
 
     def __str__(self) -> str:
         return f"{self.address} until {self.expires_at:%Y-%m-%d %H:%M}"
+
+
+class PasswordHistory(models.Model):
+    """A password hash a user had, kept to refuse reusing the last N passwords."""
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="password_history")
+    password = models.CharField(max_length=256)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} at {self.created_at:%Y-%m-%d}"

@@ -10,11 +10,11 @@ from datetime import datetime
 from django.db import transaction
 from django.utils import timezone
 
-from accounts import services
+from accounts import networks, services
 from accounts.models import ApiToken, User
 from audit import events
 from audit.events import Origin
-from mft.errors import InvalidInput, LoginRefused
+from mft.errors import Conflict, InvalidInput, LoginRefused
 
 TOKEN_PREFIX = "pst_"
 SCOPES = tuple(ApiToken.Scope.values)
@@ -52,15 +52,21 @@ def create_api_token(
         raise InvalidInput(f"scopes must be among {', '.join(SCOPES)}; got {scopes}")
     if "admin" in scopes and user.role not in (User.Role.ADMIN, User.Role.API):
         raise InvalidInput("only admin and API-client accounts may hold the admin scope")
+    if expires_at is not None and expires_at <= timezone.now():
+        raise InvalidInput("expiry must be in the future")
+    allowed_ips = networks.normalize_networks(allowed_ips or [])
     body = secrets.token_urlsafe(32)
     secret = f"{TOKEN_PREFIX}{body}"
     with transaction.atomic():
         token = ApiToken.objects.create(
             user=user, name=name, prefix=body[:8], digest=_digest(secret),
-            scopes=sorted(set(scopes)), expires_at=expires_at, allowed_ips=allowed_ips or [],
+            scopes=sorted(set(scopes)), expires_at=expires_at, allowed_ips=allowed_ips,
         )
         events.admin_change(origin=origin, action="token.create", obj=token,
-                            after={"user": user.username, "scopes": token.scopes})
+                            after={"user": user.username, "name": token.name,
+                                   "scopes": token.scopes, "allowed_ips": token.allowed_ips,
+                                   "expires_at": expires_at.isoformat() if expires_at
+                                   else None})
     return NewToken(token=token, secret=secret)
 
 
@@ -87,6 +93,8 @@ def authenticate_token(secret: str, *, source_ip: str | None) -> ApiToken:
 
 def revoke(token: ApiToken, *, origin: Origin) -> None:
     """Revoke a token; it stops working at once."""
+    if token.revoked_at is not None:
+        raise Conflict("token already revoked")
     token.revoked_at = timezone.now()
     token.save(update_fields=["revoked_at"])
     events.admin_change(origin=origin, action="token.revoke", obj=token)

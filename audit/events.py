@@ -104,3 +104,50 @@ def admin_change(*, origin: Origin, action: str, obj: Any,
     """Record an administrative change with before and after values."""
     return _write(action, origin=origin, outcome=SUCCESS, obj=obj,
                   details={"before": before or {}, "after": after or {}})
+
+
+# --- Partner deliveries ---------------------------------------------------------------------
+
+def delivery_attempted(*, delivery: Any, outcome: str,
+                       details: dict[str, Any] | None = None) -> AuditEvent:
+    """Record an attempt at a delivery that did not settle it (it will be tried again)."""
+    return _write("delivery.attempt", origin=SYSTEM, outcome=outcome, obj=delivery,
+                  details=details)
+
+
+def delivery_succeeded(*, delivery: Any, details: dict[str, Any] | None = None) -> AuditEvent:
+    """Record a delivery sent (or fetched) and verified: the receipt's audit trail."""
+    return _write("delivery.delivered", origin=SYSTEM, outcome=SUCCESS, obj=delivery,
+                  details=details)
+
+
+def delivery_failed(*, delivery: Any, reason: str,
+                    details: dict[str, Any] | None = None) -> AuditEvent:
+    """Record a delivery given up on (permanent refusal, or out of retries): an alert."""
+    return _write("delivery.failed", origin=SYSTEM, outcome=FAILURE, obj=delivery,
+                  details={"reason": reason, "alert": True, **(details or {})})
+
+
+def delivery_cancelled(*, delivery: Any, reason: str, origin: Origin = SYSTEM) -> AuditEvent:
+    """Record a delivery stopped on purpose (source file gone, or an admin cancelled it)."""
+    return _write("delivery.cancelled", origin=origin, outcome=INFO, obj=delivery,
+                  details={"reason": reason})
+
+
+def delivery_resent(*, origin: Origin, delivery: Any, original: Any) -> AuditEvent:
+    """Record an admin's explicit re-send of a delivered or failed file."""
+    return _write("delivery.resend", origin=origin, outcome=SUCCESS, obj=delivery,
+                  details={"original": original.pk})
+
+
+def pull_listed(*, pull: Any, outcome: str, details: dict[str, Any] | None = None) -> AuditEvent:
+    """Record a scheduled look at a partner's folder for files to fetch."""
+    return _write("delivery.pull.list", origin=SYSTEM, outcome=outcome, obj=pull,
+                  details=details)
+
+
+def audit_exported(*, origin: Origin, file_format: str,
+                   filters: dict[str, str]) -> AuditEvent:
+    """Record that someone exported audit events, and with which filters."""
+    return _write("audit.export", origin=origin, outcome=SUCCESS, object_type="audit",
+                  details={"format": file_format, "filters": filters})

@@ -155,7 +155,8 @@ class DataChannel(TLS_DTPHandler):
             return
         upload = self.file_obj if isinstance(self.file_obj, UploadFile) else None
         if upload is not None and self.receive:
-            completed = self.transfer_finished and self._refusal is None
+            completed = (self.transfer_finished and self._refusal is None
+                         and self._ended_cleanly())
             refusal_reply = self._resp[0] if self._refusal is not None else None
             self._resp = ()
             super().close()
@@ -163,6 +164,17 @@ class DataChannel(TLS_DTPHandler):
                                            refusal=self._refusal, reply=refusal_reply)
             return
         super().close()
+
+    def _ended_cleanly(self) -> bool:
+        """Return False when a TLS upload ended without the client's close_notify.
+
+        pyftpdlib treats any end of the stream (FIN or even RST) as the end of the file;
+        over TLS only close_notify proves nothing was cut off (RFC 4217, section 10.2),
+        so anything else keeps the upload as a resumable part instead of a whole file.
+        """
+        if not isinstance(self.socket, SSL.Connection):
+            return True
+        return bool(self.socket.get_shutdown() & SSL.RECEIVED_SHUTDOWN)
 
 
 class ControlHandler(TLS_FTPHandler):

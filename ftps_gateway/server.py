@@ -132,12 +132,16 @@ class GatewayProcess:
         self.servers: dict[str, FTPServer] = {}
         for name, sock in listeners.items():
             handler = handler_class(config, implicit=name == "implicit", pool=self.pool)
-            server = FTPServer(sock.dup(), handler, ioloop=self.ioloop)
+            # The process owns the socket: closing it on drain must stop new connections
+            # (a forked worker's copy is its own descriptor, closed only in that worker).
+            server = FTPServer(sock, handler, ioloop=self.ioloop)
             server.max_cons = config.max_connections
             server.max_cons_per_ip = config.max_connections_per_ip
             self.servers[name] = server
         self.ports = {name: s.address[1] for name, s in self.servers.items()}
         self._stop = threading.Event()
+        self._drain = threading.Event()
+        self._drain_deadline: float | None = None
         self._heartbeat: heartbeat.HeartbeatThread | None = None
 
     def serve(self) -> None:
@@ -153,12 +157,41 @@ class GatewayProcess:
             while not self._stop.is_set():
                 self.ioloop.poll(0.5 if soonest is None else min(soonest, 0.5))
                 soonest = self.ioloop.sched.poll()
+                if self._drain.is_set() and self._drained():
+                    break
         finally:
             self._shutdown()
 
     def stop(self) -> None:
-        """Ask the loop to stop (safe from another thread or a signal handler)."""
+        """Ask the loop to stop at once (safe from another thread or a signal handler)."""
         self._stop.set()
+
+    def drain(self, grace: float) -> None:
+        """Stop gracefully: accept nothing new, let transfers finish within the grace period,
+        tell idle sessions 421, then stop (safe from a signal handler)."""
+        self._drain_deadline = time.monotonic() + grace
+        self._drain.set()
+
+    def _sessions(self) -> list[Any]:
+        """Return the control sessions on this loop."""
+        return [c for c in list(self.ioloop.socket_map.values())
+                if isinstance(c, ControlHandler) and not c._closed]
+
+    def _drained(self) -> bool:
+        """Close listeners and idle sessions; return True when nothing is left to wait for."""
+        for server in self.servers.values():
+            if server.socket is not None:
+                server.close()
+        busy = False
+        for session in self._sessions():
+            if session.data_channel is not None or session._busy:
+                busy = True
+            elif not getattr(session, "_told_to_leave", False):
+                session._told_to_leave = True
+                session.respond("421 Server shutting down; please reconnect shortly.")
+                session.close_when_done()
+        expired = self._drain_deadline is not None and time.monotonic() > self._drain_deadline
+        return not busy or expired
 
     def _shutdown(self) -> None:
         """Close listeners and sessions, then the pool and the heartbeat."""
@@ -203,12 +236,14 @@ def run_forever(config: GatewayConfig) -> int:
             children.pop(pid)
             time.sleep(0.5)
             children[_fork_worker(config, listeners)] = 0
+    for sock in listeners.values():
+        sock.close()  # the workers hold the last descriptors; they close them when draining
     for pid in children:
         try:
             os.kill(pid, signal.SIGTERM)
         except ProcessLookupError:
             pass
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + settings.GATEWAY_STOP_GRACE + 5
     while children and time.monotonic() < deadline:
         try:
             pid, _ = os.waitpid(-1, os.WNOHANG)
@@ -238,7 +273,8 @@ def _fork_worker(config: GatewayConfig, listeners: dict[str, socket.socket]) -> 
 def _serve_here(config: GatewayConfig, listeners: dict[str, socket.socket]) -> int:
     """Serve in this process until SIGTERM or SIGINT."""
     process = GatewayProcess(config, listeners)
-    signal.signal(signal.SIGTERM, lambda *_: process.stop())
-    signal.signal(signal.SIGINT, lambda *_: process.stop())
+    grace = float(settings.GATEWAY_STOP_GRACE)
+    signal.signal(signal.SIGTERM, lambda *_: process.drain(grace))
+    signal.signal(signal.SIGINT, lambda *_: process.drain(grace))
     process.serve()
     return 0

@@ -67,6 +67,22 @@ def env_list(name: str, default: list[str] | None = None) -> list[str]:
     return [item.strip() for item in raw.split(",") if item.strip()]
 
 
+_RATE_PERIODS = {"s", "sec", "second", "m", "min", "minute", "h", "hour", "d", "day"}
+
+
+def env_rate(name: str, default: str) -> str | None:
+    """Return a request rate like `100/min` (DRF's form); `off` gives None (no limit)."""
+    READ.add(name)
+    raw = os.environ.get(name, default).strip().lower()
+    if raw == "off":
+        return None
+    count, _, period = raw.partition("/")
+    if not count.isdigit() or int(count) < 1 or period not in _RATE_PERIODS:
+        raise ImproperlyConfigured(
+            f"{name}={raw!r} is not a rate like 100/min (per s, min, hour or day) or 'off'")
+    return f"{int(count)}/{period}"
+
+
 def env_port(name: str, default: int | None) -> int | None:
     """Return a TCP port; `off` gives None (listener disabled) and 0 means any free port."""
     READ.add(name)

@@ -18,6 +18,7 @@ from mft.env import (
     env_list,
     env_port,
     env_port_range,
+    env_rate,
     env_secret,
     env_str,
     persistent_secret,
@@ -50,11 +51,16 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "django_filters",
     "django_celery_beat",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
     "mft",
     "audit",
     "accounts",
     "transfers",
+    "deliveries",
     "ftps_gateway",
+    "dashboard",
 ]
 
 MIDDLEWARE = [
@@ -64,6 +70,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -105,8 +112,17 @@ AUTH_PASSWORD_VALIDATORS = [
     },
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+    {"NAME": "accounts.passwords.HistoryValidator"},
 ]
-LOGIN_URL = "/admin/login/"
+PASSWORD_HISTORY = env_int("MFT_PASSWORD_HISTORY", 5, minimum=0)
+# Dashboard roles expire after 90 days; partner and API accounts run unattended jobs, so
+# expiry is off by default for them (the compliance posture reports it).
+PASSWORD_MAX_AGE_DAYS_STAFF = env_int("MFT_PASSWORD_MAX_AGE_DAYS_STAFF", 90, minimum=0)
+PASSWORD_MAX_AGE_DAYS_PARTNER = env_int("MFT_PASSWORD_MAX_AGE_DAYS_PARTNER", 0, minimum=0)
+PASSWORD_MAX_AGE_DAYS_API = env_int("MFT_PASSWORD_MAX_AGE_DAYS_API", 0, minimum=0)
+LOGIN_URL = "/login/"
+# The name authenticator apps show next to the account (TOTP enrolment).
+OTP_TOTP_ISSUER = "Portside"
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -136,9 +152,22 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "DEFAULT_PAGINATION_CLASS": "mft.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "mft.api_errors.exception_handler",
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_THROTTLE_CLASSES": [
+        "mft.throttling.TokenRateThrottle",
+        "mft.throttling.AddressRateThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        "token": env_rate("MFT_API_RATE_TOKEN", "1200/min"),
+        "anon": env_rate("MFT_API_RATE_ANON", "60/min"),
+    },
+    # Throttles key anonymous callers by the address the server saw, never by a
+    # client-supplied X-Forwarded-For.
+    "NUM_PROXIES": 0,
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Portside API",
@@ -165,6 +194,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "transfers.sweep_pipeline",
         "schedule": float(env_int("MFT_PIPELINE_SWEEP_SECONDS", 30, minimum=1)),
     },
+    "delivery-sweeper": {
+        "task": "deliveries.sweep",
+        "schedule": float(env_int("MFT_DELIVERY_SWEEP_SECONDS", 30, minimum=1)),
+    },
 }
 
 # --- Files and the pipeline -----------------------------------------------------------------
@@ -186,6 +219,14 @@ PIPELINE_STUCK_SECONDS = env_int("MFT_PIPELINE_STUCK_SECONDS", 3600, minimum=60)
 PIPELINE_SWEEP_SECONDS = env_int("MFT_PIPELINE_SWEEP_SECONDS", 30, minimum=1)
 WORKER_HEARTBEAT_SECONDS = env_int("MFT_WORKER_HEARTBEAT_SECONDS", 5, minimum=1)
 
+# --- Partner deliveries -----------------------------------------------------------------------
+DELIVERY_MAX_ATTEMPTS = env_int("MFT_DELIVERY_MAX_ATTEMPTS", 10, minimum=1)
+DELIVERY_MAX_AGE = env_int("MFT_DELIVERY_MAX_AGE_SECONDS", 86400, minimum=1)
+DELIVERY_RETRY_BASE = env_int("MFT_DELIVERY_RETRY_BASE_SECONDS", 30, minimum=1)
+DELIVERY_RETRY_MAX = env_int("MFT_DELIVERY_RETRY_MAX_SECONDS", 3600, minimum=1)
+DELIVERY_LEASE_SECONDS = env_int("MFT_DELIVERY_LEASE_SECONDS", 300, minimum=5)
+DELIVERY_PENDING_GRACE = env_int("MFT_DELIVERY_PENDING_GRACE_SECONDS", 60, minimum=1)
+
 # --- Gateway ------------------------------------------------------------------------------------
 BIND_ADDRESS = env_str("MFT_BIND_ADDRESS", "127.0.0.1")
 WEB_PORT = env_port("MFT_WEB_PORT", 8000)
@@ -205,6 +246,7 @@ GATEWAY_MAX_CONNECTIONS = env_int("MFT_GATEWAY_MAX_CONNECTIONS", 512, minimum=1)
 GATEWAY_MAX_CONNECTIONS_PER_IP = env_int("MFT_GATEWAY_MAX_CONNECTIONS_PER_IP", 50, minimum=1)
 GATEWAY_IDLE_TIMEOUT = env_int("MFT_GATEWAY_IDLE_TIMEOUT", 300, minimum=5)
 GATEWAY_DATA_TIMEOUT = env_int("MFT_GATEWAY_DATA_TIMEOUT", 120, minimum=5)
+GATEWAY_STOP_GRACE = env_int("MFT_GATEWAY_STOP_GRACE_SECONDS", 30, minimum=0)
 GATEWAY_AUTH_FAILED_DELAY = env_int("MFT_GATEWAY_AUTH_FAILED_DELAY_MS", 1000, minimum=0) / 1000
 GATEWAY_ACTIVE_MODE = env_bool("MFT_ACTIVE_MODE", False)
 BAN_FAILURES = env_int("MFT_BAN_FAILURES", 5, minimum=1)

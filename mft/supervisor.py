@@ -52,9 +52,10 @@ class Child:
 class Supervisor:
     """Start children; when one exits or a stop signal arrives, stop the rest."""
 
-    def __init__(self, children: list[Child]) -> None:
+    def __init__(self, children: list[Child], *, grace: float = STOP_GRACE_SECONDS) -> None:
         self.children = children
         self.stopping = False
+        self.grace = grace
 
     def _on_signal(self, signum: int, frame: object) -> None:
         self.stopping = True
@@ -83,7 +84,7 @@ class Supervisor:
         """SIGTERM every child group, wait for the grace period, then SIGKILL what is left."""
         for child in self.children:
             child.signal(signal.SIGTERM)
-        deadline = time.monotonic() + STOP_GRACE_SECONDS
+        deadline = time.monotonic() + self.grace
         for child in self.children:
             if child.process is None:
                 continue

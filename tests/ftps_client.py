@@ -77,11 +77,15 @@ def raw_reply(ftp: ftplib.FTP, line: bytes) -> str:
     return ftp.getmultiline()
 
 
-def drop(conn: socket.socket, *, reset: bool = False) -> None:
-    """Close a data connection abruptly: no TLS close_notify; with reset, a TCP RST."""
-    if reset:
-        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    conn.close()  # Python's ssl never sends close_notify unless asked to (unwrap)
+def cut_off(conn: socket.socket) -> None:
+    """End a data connection with a TCP FIN but no TLS close_notify, as a cut cable would."""
+    conn.shutdown(socket.SHUT_WR)  # SSLSocket.shutdown skips the TLS layer
+
+
+def reset(conn: socket.socket) -> None:
+    """Abort a data connection with a TCP RST (no close_notify, unread data discarded)."""
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    conn.close()
 
 
 class FileZillaLike(ResumingFTP):

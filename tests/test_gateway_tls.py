@@ -8,6 +8,7 @@ import json
 import shutil
 import ssl
 import subprocess
+import warnings
 
 import pytest
 
@@ -138,8 +139,10 @@ def test_tls_setup_is_audited_with_version_and_cipher(cast, gateway, implicit):
 
 def test_tls_1_1_is_refused(cast, gateway):
     context = client_context()
-    context.minimum_version = ssl.TLSVersion.TLSv1
-    context.maximum_version = ssl.TLSVersion.TLSv1_1
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        context.minimum_version = ssl.TLSVersion.TLSv1
+        context.maximum_version = ssl.TLSVersion.TLSv1_1
     context.set_ciphers("ALL:@SECLEVEL=0")
     ftp = ftplib.FTP_TLS(context=context, timeout=15)
     ftp.connect("127.0.0.1", gateway.explicit_port)
@@ -160,7 +163,10 @@ def test_testssl_finds_no_weak_protocol_or_cipher(cast, gateway, tmp_path):
          "--jsonfile", str(report), f"127.0.0.1:{gateway.explicit_port}"],
         capture_output=True, text=True, timeout=150, check=False)
     assert report.exists(), completed.stdout[-2000:] + completed.stderr[-2000:]
-    findings = json.loads(report.read_text())
-    assert any(f["id"].startswith("TLS1_2") or f["id"].startswith("cipher") for f in findings)
-    bad = [f for f in findings if f["severity"] in ("MEDIUM", "HIGH", "CRITICAL")]
+    findings = {f["id"]: f for f in json.loads(report.read_text())}
+    for old_protocol in ("SSLv2", "SSLv3", "TLS1", "TLS1_1"):
+        assert findings[old_protocol]["finding"] == "not offered", findings[old_protocol]
+    assert findings["TLS1_2"]["finding"].startswith("offered")
+    bad = [f for f in findings.values()
+           if f["severity"] in ("MEDIUM", "HIGH", "CRITICAL", "FATAL")]
     assert not bad, bad

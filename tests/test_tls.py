@@ -18,7 +18,7 @@ import socket
 import ssl
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -200,7 +200,6 @@ class ServerPlan:
     upload: int = 0  # bytes expected from the client after the reply
     download: bytes = b""  # bytes sent to the client after the upload
     before_handshake: Callable[[SSL.Connection], None] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _serve(ctx: SSL.Context, sock: socket.socket, plan: ServerPlan, res: ServerResult) -> None:

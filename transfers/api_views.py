@@ -2,44 +2,41 @@
 
 from __future__ import annotations
 
-from typing import Any
+from urllib.parse import quote
 
 from django.db.models import QuerySet
-from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import generics, serializers
+from django.http import StreamingHttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import mixins, status
+from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from accounts.api_auth import client_ip
+from accounts.api_auth import origin_of
 from accounts.models import User
-from accounts.permissions import scope_required, scopes_of
-from audit.events import Origin
+from accounts.permissions import holds, is_partner_limited, limit_to_partner
 from mft.errors import NotFound, PermissionDenied
-from transfers import uploads
+from mft.viewsets import FirstRenderer, PortsideViewSet, validated
+from transfers import downloads, review, uploads
+from transfers.filters import StoredFileFilter
 from transfers.models import FileState, StoredFile
+from transfers.serializers import ReviewDecisionSerializer, StoredFileSerializer
 
 _UPLOAD_READ = 256 * 1024
 
 
-class StoredFileSerializer(serializers.ModelSerializer[StoredFile]):
-    class Meta:
-        model = StoredFile
-        fields = ["id", "owner_username", "partner", "path", "size", "sha256", "state",
-                  "state_reason", "scan_signature", "scan_engine", "protocol", "created_at",
-                  "received_at", "ready_at"]
-        read_only_fields = fields
-
-
 def visible_files(request: Request) -> QuerySet[StoredFile]:
-    """Return the files the caller may see: all for staff roles, own or partner's otherwise."""
-    user = request.user
+    """Return the files the caller may see: all, unless it is partner-limited; then its own
+    and, once ready, its partner's."""
     files = StoredFile.objects.exclude(state=FileState.DELETED)
-    if getattr(user, "is_dashboard_role", False) or "admin" in scopes_of(request):
+    if not is_partner_limited(request):
         return files
-    if getattr(user, "partner_id", None):
-        own = files.filter(owner=user)
-        return own | files.filter(partner_id=user.partner_id, state=FileState.READY)
-    return files.filter(owner=user)
+    own = files.filter(owner=request.user.pk)
+    partner_id = getattr(request.user, "partner_id", None)
+    if partner_id is None:
+        return own
+    return own | files.filter(partner_id=partner_id, state=FileState.READY)
 
 
 def _upload_owner(request: Request) -> User:
@@ -47,40 +44,45 @@ def _upload_owner(request: Request) -> User:
     username = request.query_params.get("user")
     if not username or username == request.user.get_username():
         return request.user  # type: ignore[return-value]
-    if "admin" not in scopes_of(request):
+    if not holds(request, "admin"):
         raise PermissionDenied("only the admin scope may upload into another user's folder")
-    owner = User.objects.filter(username=username).first()
+    owner = limit_to_partner(User.objects.filter(username=username), request).first()
     if owner is None:
-        raise NotFound(f"no user {username!r}")
+        raise NotFound(f"no user {username[:150]!r}")
     return owner
 
 
-class FileListCreate(generics.ListAPIView[StoredFile]):
-    """List visible files; POST a raw body to upload into a folder (the FTPS pipeline)."""
+_RAW_BODY = {"application/octet-stream": {"type": "string", "format": "binary"}}
+_DECISION = {"request": ReviewDecisionSerializer, "responses": {200: StoredFileSerializer}}
+
+
+class StoredFileViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, PortsideViewSet):
+    """Stored files: list and filter, metadata, download, upload, admin review."""
 
     serializer_class = StoredFileSerializer
-
-    def get_permissions(self) -> list[Any]:
-        scope = "transfer" if self.request.method == "POST" else "read"
-        return [scope_required(scope)()]
+    filterset_class = StoredFileFilter
+    action_scopes = {"create": "transfer"}
+    install_wide_actions = ("release", "discard", "retry")
 
     def get_queryset(self) -> QuerySet[StoredFile]:
-        files = visible_files(self.request)
-        state = self.request.query_params.get("state")
-        return files.filter(state=state) if state else files
+        return visible_files(self.request).select_related("partner")
 
     @extend_schema(
-        request={"application/octet-stream": {"type": "string", "format": "binary"}},
-        parameters=[OpenApiParameter("path", str, required=True),
-                    OpenApiParameter("user", str, required=False)],
+        summary="Upload a file (the raw body) into a folder; it enters the pipeline",
+        request=_RAW_BODY,
+        parameters=[OpenApiParameter("path", str, required=True,
+                                     description="where in the home, e.g. /in/orders.csv"),
+                    OpenApiParameter("user", str, required=False,
+                                     description="whose home (admin scope); the caller's "
+                                                 "by default")],
         responses={201: StoredFileSerializer},
     )
-    def post(self, request: Request) -> Response:
+    def create(self, request: Request) -> Response:
         """Stream the request body into a new stored file."""
         path = request.query_params.get("path", "")
         owner = _upload_owner(request)
-        origin = Origin(source_ip=client_ip(request), protocol="https").as_user(request.user)
-        upload = uploads.begin_upload(owner, path, origin=origin, make_parents=True)
+        upload = uploads.begin_upload(owner, path, origin=origin_of(request),
+                                      make_parents=True)
         stream = request.stream
         try:
             while stream is not None and (block := stream.read(_UPLOAD_READ)):
@@ -89,14 +91,52 @@ class FileListCreate(generics.ListAPIView[StoredFile]):
             upload.abort(f"{type(exc).__name__}: {exc}"[:200])
             raise
         stored = upload.finish()
-        return Response(StoredFileSerializer(stored).data, status=201)
+        return Response(StoredFileSerializer(stored).data, status=status.HTTP_201_CREATED)
 
+    @extend_schema(
+        summary="Download the file's plaintext (ready files; the owner's once clean)",
+        responses={(200, "application/octet-stream"): OpenApiTypes.BINARY,
+                   409: OpenApiResponse(description="the file may not be read yet")},
+    )
+    @action(detail=True, methods=["get"], content_negotiation_class=FirstRenderer)
+    def content(self, request: Request, pk: str) -> StreamingHttpResponse:
+        origin = origin_of(request)
+        download = downloads.open_stored(request.user,  # type: ignore[arg-type]
+                                         self.get_object(), origin=origin)
+        response = StreamingHttpResponse(downloads.stream(download, origin=origin),
+                                         content_type="application/octet-stream")
+        name = download.stored.path.rsplit("/", 1)[-1]
+        response["Content-Length"] = str(download.size)
+        response["Content-Disposition"] = f"attachment; filename*=UTF-8''{quote(name)}"
+        response["X-Content-SHA256"] = download.stored.sha256
+        return response
 
-class FileDetail(generics.RetrieveAPIView[StoredFile]):
-    """Show one file's metadata, SHA-256 and scan result."""
+    @extend_schema(summary="Release a quarantined (false positive) or held file", **_DECISION)
+    @action(detail=True, methods=["post"])
+    def release(self, request: Request, pk: str) -> Response:
+        reason = validated(ReviewDecisionSerializer, request)["reason"]
+        stored = self.get_object()
+        if stored.state == FileState.HELD:
+            review.release_held(stored, reason=reason, origin=origin_of(request))
+        else:
+            review.release_quarantined(stored, reason=reason, origin=origin_of(request))
+        stored.refresh_from_db()
+        return Response(StoredFileSerializer(stored).data)
 
-    serializer_class = StoredFileSerializer
-    permission_classes = [scope_required("read")]
+    @extend_schema(summary="Delete a quarantined, held or rejected file and its bytes",
+                   **_DECISION)
+    @action(detail=True, methods=["post"])
+    def discard(self, request: Request, pk: str) -> Response:
+        reason = validated(ReviewDecisionSerializer, request)["reason"]
+        stored = self.get_object()
+        review.delete_stopped(stored, reason=reason, origin=origin_of(request))
+        stored.refresh_from_db()
+        return Response(StoredFileSerializer(stored).data)
 
-    def get_queryset(self) -> QuerySet[StoredFile]:
-        return visible_files(self.request)
+    @extend_schema(summary="Retry a held file's waiting pipeline step now", request=None,
+                   responses={200: StoredFileSerializer})
+    @action(detail=True, methods=["post"])
+    def retry(self, request: Request, pk: str) -> Response:
+        stored = self.get_object()
+        review.retry_now(stored, origin=origin_of(request))
+        return Response(StoredFileSerializer(stored).data)

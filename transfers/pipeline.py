@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from audit import events
 from mft.celery import app
-from transfers import scan_step
+from transfers import scan_step, signals
 from transfers.models import LIVE_STATES, FileState, PipelineStep, StoredFile
 from transfers.pipeline_state import set_state
 from transfers.step_result import StepResult
@@ -96,6 +96,29 @@ def _record(step: PipelineStep, stored: StoredFile, result: StepResult) -> None:
         if result.state is not None:
             set_state(stored, result.state, result.reason, **result.fields)
         _record_step(step, stored, result)
+        if result.state is not None:
+            file_id = stored.pk
+            transaction.on_commit(lambda: _announce(file_id, result))
+
+
+def _announce(file_id: int, result: StepResult) -> None:
+    """Tell other apps (deliveries, notifications) about a committed state change."""
+    stored = StoredFile.objects.filter(pk=file_id).first()
+    if stored is None:
+        return
+    if result.state == FileState.READY:
+        replies = signals.file_ready.send_robust(sender=StoredFile, stored_file=stored)
+    elif result.state == FileState.INFECTED:
+        replies = signals.file_quarantined.send_robust(sender=StoredFile, stored_file=stored)
+    elif result.state in (FileState.HELD, FileState.REJECTED):
+        replies = signals.file_stopped.send_robust(sender=StoredFile, stored_file=stored,
+                                                   reason=result.reason)
+    else:
+        return
+    # A failing receiver must not undo or repeat the pipeline; it records its own work.
+    for receiver, reply in replies:
+        if isinstance(reply, Exception):
+            log.error("receiver %s failed for file %s", receiver, file_id, exc_info=reply)
 
 
 def _record_step(step: PipelineStep, stored: StoredFile, result: StepResult) -> None:

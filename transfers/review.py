@@ -90,3 +90,24 @@ def retry_now(stored: StoredFile, *, origin: Origin) -> None:
                           path=stored.path)
         file_id = stored.pk
         transaction.on_commit(lambda: pipeline.enqueue(file_id))
+
+
+def decisions(stored: StoredFile) -> list[str]:
+    """Return the review decisions open for a file: release, delete, retry (in that order)."""
+    open_now = []
+    if stored.state in (FileState.INFECTED, FileState.HELD):
+        open_now.append("release")
+    if stored.state in (FileState.INFECTED, FileState.HELD, FileState.REJECTED):
+        open_now.append("delete")
+    waiting = stored.steps.filter(status=PipelineStep.Status.WAITING).exists()
+    if stored.state == FileState.HELD and waiting:
+        open_now.append("retry")
+    return open_now
+
+
+def release(stored: StoredFile, *, reason: str, origin: Origin) -> None:
+    """Release a quarantined file to its owner, or let a held one continue its pipeline."""
+    if stored.state == FileState.INFECTED:
+        release_quarantined(stored, reason=reason, origin=origin)
+    else:
+        release_held(stored, reason=reason, origin=origin)

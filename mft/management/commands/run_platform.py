@@ -48,7 +48,8 @@ class Command(BaseCommand):
                               "\n  (shown once: change it after the first login)\n")
         self._print_listeners()
         sys.stdout.flush()
-        raise SystemExit(Supervisor(children()).run())
+        grace = max(20.0, settings.GATEWAY_STOP_GRACE + 10.0)
+        raise SystemExit(Supervisor(children(), grace=grace).run())
 
     def _print_listeners(self) -> None:
         """Print what listens where."""

@@ -1,0 +1,207 @@
+"""A Django-configured helper process for the product measurements.
+
+``python -m bench._django --data-dir DIR [--database-url URL] [--broker URL] CMD ...``
+configures ``mft.settings`` for one bench platform (the same ``MFT_DATA_DIR`` and
+database as its gateway and worker), runs one command and prints one JSON line.
+It dies by SIGALRM after ``BENCH_PEER_DEADLINE`` seconds whatever happens.
+
+Commands:
+
+``wait-files --owner U --paths-file F --timeout S [--poll S]``
+    poll the StoredFile rows of those paths until each reached a final state
+    (ready, held, infected, rejected); report their timestamps and pipeline steps.
+``audit-append --seconds S``
+    call ``audit.chain.append`` in a loop; report events and per-call latency.
+``audit-fill --count N``
+    insert N chained audit events in bulk (hashes by ``audit.chain.content_hash``),
+    the last one through ``audit.chain.append`` so the chain's own bookkeeping is right.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+FINAL_STATES = ("ready", "held", "infected", "rejected", "deleted")
+
+
+def configure(args: argparse.Namespace) -> None:
+    for key in [k for k in os.environ if k.startswith("MFT_")]:
+        del os.environ[key]
+    os.environ["MFT_DATA_DIR"] = args.data_dir
+    os.environ["DJANGO_SETTINGS_MODULE"] = "mft.settings"
+    os.environ["CELERY_BROKER_URL"] = args.broker
+    if args.database_url:
+        os.environ["DATABASE_URL"] = args.database_url
+    else:
+        os.environ.pop("DATABASE_URL", None)
+    os.environ.setdefault("MFT_LOG_LEVEL", "WARNING")
+    import django
+
+    django.setup()
+
+
+def epoch(value: datetime | None) -> float | None:
+    return value.timestamp() if value is not None else None
+
+
+# --------------------------------------------------------------------------- wait-files
+
+
+def wait_files(args: argparse.Namespace) -> dict[str, Any]:
+    from transfers.models import StoredFile
+
+    paths = json.loads(Path(args.paths_file).read_text())
+    deadline = time.monotonic() + args.timeout
+    polls = 0
+    while True:
+        polls += 1
+        rows = {
+            r.path: r
+            for r in StoredFile.objects.filter(owner__username=args.owner, path__in=paths)
+            .exclude(state="deleted")
+            .only("path", "state")
+        }
+        done = [p for p in paths if p in rows and rows[p].state in FINAL_STATES]
+        if len(done) == len(paths) or time.monotonic() > deadline:
+            break
+        time.sleep(args.poll)
+    return {"polls": polls, "timed_out": len(done) < len(paths), "files": _describe(args, paths)}
+
+
+def _describe(args: argparse.Namespace, paths: list[str]) -> list[dict[str, Any]]:
+    from transfers.models import PipelineStep, StoredFile
+
+    files = list(StoredFile.objects.filter(owner__username=args.owner, path__in=paths)
+                 .exclude(state="deleted"))
+    steps: dict[int, dict[str, Any]] = {}
+    for s in PipelineStep.objects.filter(stored_file__in=files):
+        steps.setdefault(s.stored_file_id, {})[s.name] = {
+            "status": s.status, "outcome": s.outcome, "attempts": s.attempts,
+            "started": epoch(s.started_at), "finished": epoch(s.finished_at),
+        }
+    return [{
+        "path": f.path, "state": f.state, "reason": f.state_reason, "size": f.size,
+        "created": epoch(f.created_at), "received": epoch(f.received_at),
+        "ready": epoch(f.ready_at), "changed": epoch(f.state_changed_at),
+        "steps": steps.get(f.pk, {}),
+    } for f in files]
+
+
+# --------------------------------------------------------------------------- audit
+
+
+def audit_append(args: argparse.Namespace) -> dict[str, Any]:
+    from audit import chain
+
+    lat: list[float] = []
+    details = {"bytes": 4096, "sha256": "0" * 64, "seconds": 0.012, "bench": True}
+    end = time.monotonic() + args.seconds
+    t0 = time.perf_counter()
+    c0 = time.process_time()
+    while time.monotonic() < end:
+        t = time.perf_counter()
+        chain.append(actor=PARTNER, actor_id=None, source_ip="127.0.0.1", protocol="ftps",
+                     action="bench.append", object_type="file", object_id=str(len(lat)),
+                     object_repr=f"/bench/{os.getpid()}/{len(lat)}.bin",
+                     outcome="success", details=details)
+        lat.append(time.perf_counter() - t)
+    wall = time.perf_counter() - t0
+    lat.sort()
+    return {"events": len(lat), "wall_s": wall, "cpu_s": time.process_time() - c0,
+            "lat_p50_ms": 1000 * lat[len(lat) // 2] if lat else None,
+            "lat_p99_ms": 1000 * lat[min(len(lat) - 1, int(len(lat) * 0.99))] if lat else None}
+
+
+PARTNER = "bench"
+
+
+def audit_fill(args: argparse.Namespace) -> dict[str, Any]:
+    from django.db import transaction
+
+    from audit import chain
+    from audit.models import AuditEvent
+
+    last = AuditEvent.objects.order_by("-id").values_list("hash", flat=True).first()
+    prev = last or chain.GENESIS
+    start = datetime.now(UTC) - timedelta(days=30)
+    batch = args.batch
+    t0 = time.perf_counter()
+    hash_s = 0.0
+    done = 0
+    total = args.count - 1  # the last one goes through chain.append
+    while done < total:
+        n = min(batch, total - done)
+        h0 = time.perf_counter()
+        rows = []
+        for i in range(done, done + n):
+            ev = _synthetic_event(i, start)
+            ev.prev_hash = prev
+            ev.hash = prev = chain.content_hash(ev, prev)
+            rows.append(ev)
+        hash_s += time.perf_counter() - h0
+        with transaction.atomic():
+            AuditEvent.objects.bulk_create(rows, batch_size=2000)
+        done += n
+    chain.append(actor=PARTNER, actor_id=None, source_ip="127.0.0.1", protocol="ftps",
+                 action="bench.fill-end", object_type="", object_id="", object_repr="",
+                 outcome="info", details={"filled": done})
+    return {"inserted": done + 1, "wall_s": time.perf_counter() - t0, "hash_s": hash_s,
+            "count": AuditEvent.objects.count()}
+
+
+_ACTIONS = (("upload", "success"), ("download", "success"), ("login", "success"),
+            ("session.connect", "info"), ("pipeline.scan", "success"), ("login", "failure"))
+
+
+def _synthetic_event(i: int, start: datetime) -> Any:
+    """An event shaped like the gateway's (file and session events with details)."""
+    from audit.models import AuditEvent
+
+    action, outcome = _ACTIONS[i % len(_ACTIONS)]
+    return AuditEvent(
+        created_at=start + timedelta(milliseconds=i * 2.5), actor=f"partner{i % 97}",
+        actor_id=i % 97 + 1, source_ip=f"198.51.100.{i % 250 + 1}", protocol="ftps",
+        action=action, object_type="file", object_id=str(i),
+        object_repr=f"/inbound/{i // 1000}/invoice-{i}.csv", outcome=outcome,
+        details={"bytes": 4096 + i % 1000, "sha256": f"{i:064x}", "seconds": 0.012,
+                 "session": f"{i * 2654435761 % 2**48:012x}", "implicit": False},
+    )
+
+
+# --------------------------------------------------------------------------- main
+
+
+COMMANDS = {"wait-files": wait_files, "audit-append": audit_append, "audit-fill": audit_fill}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench._django")
+    ap.add_argument("--data-dir", required=True)
+    ap.add_argument("--database-url", default="")
+    ap.add_argument("--broker", default="filesystem://")
+    ap.add_argument("command", choices=sorted(COMMANDS))
+    ap.add_argument("--owner", default=PARTNER)
+    ap.add_argument("--paths-file")
+    ap.add_argument("--timeout", type=float, default=60)
+    ap.add_argument("--poll", type=float, default=0.05)
+    ap.add_argument("--seconds", type=float, default=2)
+    ap.add_argument("--count", type=int, default=1000)
+    ap.add_argument("--batch", type=int, default=10000)
+    args = ap.parse_args(argv)
+    signal.alarm(max(1, int(os.environ.get("BENCH_PEER_DEADLINE", "600"))))
+    configure(args)
+    out = COMMANDS[args.command](args)
+    print(json.dumps(out), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

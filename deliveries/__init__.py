@@ -1,0 +1,1 @@
+"""Partner deliveries: pushes to and pulls from partners' FTPS servers, with receipts."""

@@ -1,0 +1,15 @@
+"""App config for deliveries."""
+
+from django.apps import AppConfig
+
+
+class DeliveriesConfig(AppConfig):
+    name = "deliveries"
+    verbose_name = "Partner deliveries"
+
+    def ready(self) -> None:
+        from deliveries import queue
+        from transfers import signals
+
+        # Sent after the pipeline's transaction commits: route the file on a worker.
+        signals.file_ready.connect(queue.on_file_ready, dispatch_uid="deliveries.file_ready")

@@ -1,0 +1,107 @@
+"""Encrypt a per-route copy of a stored file to a partner's PGP keys, streamed to the wire.
+
+The ciphertext never exists on disk and the stored original is only read: a thread feeds
+the decrypted-at-rest plaintext to gpg and writes gpg's output into a pipe; the upload reads
+the pipe and sends each block to the partner's server as it comes. The partner's keys go
+into a throwaway keyring (public keys only) that is removed afterwards.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import BinaryIO
+
+from deliveries.errors import PermanentProblem
+from transfers import pgp, storage
+from transfers.models import StoredFile
+
+BLOCK = 256 * 1024
+
+
+class _ReaderFile(io.RawIOBase):
+    """A stored-file reader as the binary file object gpg's input pump wants."""
+
+    def __init__(self, reader: storage.Reader) -> None:
+        super().__init__()
+        self._reader = reader
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        data = self._reader.read(len(buffer))
+        buffer[:len(data)] = data
+        return len(data)
+
+
+class _Encryptor(threading.Thread):
+    """Write the file's ciphertext into the pipe's write end, then close it."""
+
+    def __init__(self, stored: StoredFile, keyring: pgp.Keyring, recipients: list[str],
+                 write_fd: int) -> None:
+        super().__init__(name=f"pgp-encrypt-{stored.pk}", daemon=True)
+        self.path = Path(stored.storage_path)
+        self.keyring, self.recipients, self.write_fd = keyring, recipients, write_fd
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        sink: BinaryIO = os.fdopen(self.write_fd, "wb")
+        reader = None
+        try:
+            reader = storage.open_reader(self.path)
+            self.keyring.encrypt_stream(io.BufferedReader(_ReaderFile(reader), BLOCK), sink,
+                                        self.recipients)
+        except BaseException as exc:  # noqa: BLE001 - reported by the reading side
+            self.error = exc
+        finally:
+            if reader is not None:
+                reader.close()
+            try:
+                sink.close()
+            except OSError:
+                pass  # the reading side hung up first
+
+
+def _blocks(source: BinaryIO, encryptor: _Encryptor) -> Iterator[bytes]:
+    """Yield ciphertext as it comes; at the end, fail if encryption did not finish."""
+    while block := source.read(BLOCK):
+        yield block
+    encryptor.join(timeout=60)
+    if encryptor.is_alive() or encryptor.error is not None:
+        raise PermanentProblem(f"PGP encryption failed: {encryptor.error or 'gpg hung'}")
+
+
+@contextmanager
+def encrypted_blocks(stored: StoredFile, armored_keys: list[str]) -> Iterator[Iterator[bytes]]:
+    """Yield an iterator over the file's ciphertext for these public keys."""
+    home = Path(tempfile.mkdtemp(prefix="psgpg-"))  # short: gpg-agent's socket path is limited
+    keyring: pgp.Keyring | None = None
+    try:
+        keyring = pgp.Keyring(home)
+        recipients = [keyring.import_public_key(key).fingerprint for key in armored_keys]
+    except pgp.PgpError as exc:
+        _discard(keyring, home)
+        raise PermanentProblem(f"the partner's PGP key cannot be used: {exc}") from None
+    read_fd, write_fd = os.pipe()
+    encryptor = _Encryptor(stored, keyring, recipients, write_fd)
+    source: BinaryIO = os.fdopen(read_fd, "rb", buffering=0)
+    try:
+        encryptor.start()
+        yield _blocks(source, encryptor)
+    finally:
+        source.close()  # an encryptor still writing gets a broken pipe and stops
+        encryptor.join(timeout=60)
+        _discard(keyring, home)
+
+
+def _discard(keyring: pgp.Keyring | None, home: Path) -> None:
+    if keyring is not None:
+        keyring.stop_agent()
+    shutil.rmtree(home, ignore_errors=True)

@@ -1,0 +1,29 @@
+"""Filter classes shared by the API's filter sets (django-filter)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.db.models import QuerySet
+from django_filters import rest_framework as filters
+from django_filters.constants import EMPTY_VALUES
+
+
+class StableOrderingFilter(filters.OrderingFilter):
+    """Order by the fields asked for, then by id, so pages never overlap or skip rows."""
+
+    def filter(self, qs: QuerySet[Any], value: Any) -> QuerySet[Any]:
+        """Apply the requested ordering with id as the tie-breaker."""
+        if value in EMPTY_VALUES:
+            return qs
+        fields = [self.get_ordering_value(param) for param in value]
+        if not any(field.lstrip("-") == "id" for field in fields):
+            fields.append("-id" if fields[-1].startswith("-") else "id")
+        return qs.order_by(*fields)
+
+
+class AddressFilter(filters.CharFilter):
+    """Match an IP address exactly, refusing anything that is not one (400, not a DB error)."""
+
+    field_class = forms.GenericIPAddressField

@@ -1,0 +1,327 @@
+"""Pushes to partners' FTPS servers: Portside's own gateway as a second tenant, and stock
+pyftpdlib servers for what the gateway does not do."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+
+import pytest
+
+from audit.models import AuditEvent
+from deliveries import runner
+from deliveries.models import Delivery
+from tests.deliveries_support import (  # noqa: F401 - fixtures
+    arrival_route,
+    bank,
+    broker,
+    fast_retries,
+    gateway_endpoint,
+    partner_named,
+    stock,
+    stock_endpoint,
+    store,
+)
+from tests.remote_ftps import Behaviour, file_sha256, make_certificate
+from transfers.models import FileState, StoredFile
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def only_delivery() -> Delivery:
+    rows = list(Delivery.objects.all())
+    assert len(rows) == 1, rows
+    return rows[0]
+
+
+def test_on_arrival_push_lands_on_the_gateway_with_a_verified_receipt(
+        cast, gateway, bank, broker, settings):
+    settings.SCAN_MODE = "off"
+    endpoint = gateway_endpoint(gateway, bank, remote_folder="/")
+    arrival_route(endpoint, cast.partner.user, filename_pattern="*.csv")
+    data = os.urandom(700_000)
+    sent = store(cast.partner.user, "/orders.csv", data, ready=False)
+    ran = broker.drain()
+    assert "transfers.run_pipeline" in ran and "deliveries.route_file" in ran
+    delivery = only_delivery()
+    assert delivery.status == Delivery.Status.DELIVERED, delivery.last_error
+    digest = hashlib.sha256(data).hexdigest()
+    assert (delivery.sent_size, delivery.sent_sha256, delivery.verified_by) == (
+        len(data), digest, "size+sha256")
+    assert delivery.stored_file_id == sent.pk and delivery.remote_path == "/orders.csv"
+    arrived = StoredFile.objects.get(owner=bank.user, path="/orders.csv")
+    assert (arrived.size, arrived.sha256) == (len(data), digest)
+    attempt = delivery.attempts_log.get()
+    assert attempt.outcome == "success" and attempt.bytes_transferred == len(data)
+    # The gateway refuses data connections that do not resume the control session.
+    assert attempt.details["tls"]["data_sessions_resumed"] == [True]
+    assert AuditEvent.objects.filter(action="delivery.delivered", object_id=str(delivery.pk),
+                                     outcome="success").count() == 1
+
+
+def test_files_not_matching_the_route_are_not_sent(cast, gateway, bank, broker):
+    endpoint = gateway_endpoint(gateway, bank)
+    arrival_route(endpoint, cast.partner.user, filename_pattern="*.csv")
+    stored = store(cast.partner.user, "/notes.txt", b"no")
+    from deliveries import routing
+
+    assert routing.route_file(stored.pk) == []
+    assert not Delivery.objects.exists()
+
+
+def test_push_uploads_under_a_temporary_name_then_renames(cast, stock, broker):
+    server = stock()
+    endpoint = stock_endpoint(server, partner_named("Bank Ltd"), remote_folder="/in")
+    (server.root / "in").mkdir()
+    arrival_route(endpoint, cast.partner.user)
+    stored = store(cast.partner.user, "/report.csv", b"a;b\n" * 1000)
+    from deliveries import routing
+
+    routing.route_file(stored.pk)
+    broker.drain()
+    delivery = only_delivery()
+    assert delivery.status == Delivery.Status.DELIVERED, delivery.last_error
+    temp = f"/in/.report.csv.portside-{delivery.pk}.part"
+    stor = server.commands.index("STOR")
+    assert server.commands[stor:].count("STOR") == 1
+    assert server.commands.index("RNFR") > stor and server.commands.index("RNTO") > stor
+    assert sorted(p.name for p in (server.root / "in").iterdir()) == ["report.csv"]
+    assert file_sha256(server.root / "in" / "report.csv") == stored.sha256
+    assert delivery.verified_by == "size"  # no HASH on a stock pyftpdlib server
+    assert temp.endswith(".part")
+
+
+def test_wrong_pinned_fingerprint_is_refused_before_anything_is_sent(cast, stock, broker):
+    server = stock()
+    endpoint = stock_endpoint(server, partner_named("Bank Ltd"), pinned_sha256="ab" * 32)
+    arrival_route(endpoint, cast.partner.user)
+    from deliveries import routing
+
+    routing.route_file(store(cast.partner.user, "/x.csv", b"secret").pk)
+    broker.drain()
+    delivery = only_delivery()
+    assert delivery.status == Delivery.Status.FAILED
+    assert "pinned" in delivery.last_error and delivery.attempts == 1
+    assert server.commands == ["AUTH"]  # no USER, no PASS, no data
+    assert list(server.root.iterdir()) == []
+    failed = AuditEvent.objects.get(action="delivery.failed", object_id=str(delivery.pk))
+    assert failed.outcome == "failure" and failed.details["alert"] is True
+    assert "TLS verification failed" in failed.details["reason"]
+
+
+def test_wrong_pin_against_the_gateway_never_logs_in(cast, gateway, bank, broker):
+    endpoint = gateway_endpoint(gateway, bank, pinned_sha256="cd" * 32)
+    arrival_route(endpoint, cast.partner.user)
+    from deliveries import routing
+
+    routing.route_file(store(cast.partner.user, "/y.csv", b"secret").pk)
+    broker.drain()
+    assert only_delivery().status == Delivery.Status.FAILED
+    assert not AuditEvent.objects.filter(action="login", actor=bank.user.username).exists()
+    assert not StoredFile.objects.filter(owner=bank.user).exists()
+
+
+def test_ca_bundle_verifies_the_server_certificate_and_name(cast, stock, broker, tmp_path):
+    ca = make_certificate(tmp_path, "partner-ca", is_ca=True)
+    server = stock(certificate=make_certificate(tmp_path, "partner-host", issuer=ca))
+    endpoint = stock_endpoint(server, partner_named("Bank Ltd"), pinned_sha256="",
+                              ca_bundle_pem=ca.cert_pem)
+    arrival_route(endpoint, cast.partner.user)
+    from deliveries import routing
+
+    routing.route_file(store(cast.partner.user, "/ca.csv", b"signed").pk)
+    broker.drain()
+    assert only_delivery().status == Delivery.Status.DELIVERED
+
+
+@pytest.mark.parametrize("problem", ["other CA", "other name"])
+def test_ca_bundle_refuses_another_ca_or_name(cast, stock, broker, tmp_path, problem):
+    ca = make_certificate(tmp_path, "partner-ca", is_ca=True)
+    stranger = make_certificate(tmp_path, "stranger-ca", is_ca=True)
+    server = stock(certificate=make_certificate(tmp_path, "partner-host", issuer=ca))
+    endpoint = stock_endpoint(
+        server, partner_named("Bank Ltd"), pinned_sha256="",
+        ca_bundle_pem=stranger.cert_pem if problem == "other CA" else ca.cert_pem,
+        tls_server_name="ftp.other.example" if problem == "other name" else "")
+    arrival_route(endpoint, cast.partner.user)
+    from deliveries import routing
+
+    routing.route_file(store(cast.partner.user, "/ca.csv", b"signed").pk)
+    broker.drain()
+    delivery = only_delivery()
+    assert delivery.status == Delivery.Status.FAILED
+    assert "TLS verification failed" in delivery.last_error
+    assert server.commands == ["AUTH"]
+
+
+def test_remote_down_then_up_is_retried_and_delivered_once(cast, stock, broker, fast_retries):
+    server = stock()
+    endpoint = stock_endpoint(server, partner_named("Bank Ltd"))
+    arrival_route(endpoint, cast.partner.user)
+    server.stop()
+    from deliveries import routing
+
+    stored = store(cast.partner.user, "/later.csv", os.urandom(100_000))
+    routing.route_file(stored.pk)
+    broker.drain()
+    delivery = only_delivery()
+    assert delivery.status == Delivery.Status.WAITING and delivery.attempts == 1
+    assert "ConnectionRefused" in delivery.last_error
+    server.start()
+    time.sleep(1.1)  # the back-off (fast_retries: at most one second)
+    assert runner.sweep() == 1  # what beat runs periodically
+    broker.drain()
+    delivery.refresh_from_db()
+    assert delivery.status == Delivery.Status.DELIVERED and delivery.attempts == 2
+    assert [a.outcome for a in delivery.attempts_log.all()] == ["retry", "success"]
+    assert file_sha256(server.root / "later.csv") == stored.sha256
+    assert runner.sweep() == 0
+    assert AuditEvent.objects.filter(action="delivery.delivered").count() == 1
+    assert AuditEvent.objects.filter(action="delivery.attempt", outcome="failure").count() == 1
+
+
+def test_delivery_fails_after_the_retry_limit_with_an_alert(cast, stock, broker, fast_retries):
+    fast_retries.DELIVERY_MAX_ATTEMPTS = 2
+    server = stock()
+    endpoint = stock_endpoint(server, partner_named("Bank Ltd"))
+    arrival_route(endpoint, cast.partner.user)
+    server.stop()
+    from deliveries import routing
+
+    routing.route_file(store(cast.partner.user, "/never.csv", b"x").pk)
+    broker.drain()
+    time.sleep(1.1)
+    runner.sweep()
+    broker.drain()
+    delivery = only_delivery()
+    assert delivery.status == Delivery.Status.FAILED and delivery.attempts == 2
+    assert delivery.last_error.startswith("gave up after 2 attempts")
+    assert [a.outcome for a in delivery.attempts_log.all()] == ["retry", "failed"]
+    alert = AuditEvent.objects.get(action="delivery.failed")
+    assert alert.details["alert"] is True and "gave up" in alert.details["reason"]
+    assert runner.sweep() == 0
+
+
+def test_remote_552_fails_the_delivery_with_that_reason(cast, stock, broker):
+    server = stock(Behaviour(refuse_stor="552 Exceeded storage allocation."))
+    endpoint = stock_endpoint(server, partner_named("Bank Ltd"))
+    arrival_route(endpoint, cast.partner.user)
+    from deliveries import routing
+
+    routing.route_file(store(cast.partner.user, "/big.csv", b"x" * 1000).pk)
+    broker.drain()
+    delivery = only_delivery()
+    assert delivery.status == Delivery.Status.FAILED and delivery.attempts == 1
+    assert "552 Exceeded storage allocation" in delivery.last_error
+    attempt = delivery.attempts_log.get()
+    assert attempt.remote_reply.startswith("552") and attempt.stage == "uploading"
+
+
+@pytest.mark.parametrize("rest", [True, False], ids=["with-REST", "without-REST"])
+def test_redo_resumes_the_temporary_file_when_the_server_offers_rest(cast, stock, broker, rest):
+    server = stock(Behaviour(without=() if rest else ("REST",)))
+    endpoint = stock_endpoint(server, partner_named("Bank Ltd"))
+    arrival_route(endpoint, cast.partner.user)
+    data = os.urandom(1_000_000)
+    stored = store(cast.partner.user, "/resume.bin", data)
+    from deliveries import routing
+
+    [delivery] = routing.route_file(stored.pk)
+    broker.sent.clear()
+    # What a killed worker leaves: a first attempt and a partial temporary file.
+    Delivery.objects.filter(pk=delivery.pk).update(attempts=1)
+    (server.root / f".resume.bin.portside-{delivery.pk}.part").write_bytes(data[:300_000])
+    runner.run(delivery.pk)
+    delivery.refresh_from_db()
+    assert delivery.status == Delivery.Status.DELIVERED, delivery.last_error
+    attempt = delivery.attempts_log.get()
+    assert attempt.resumed_from == (300_000 if rest else 0)
+    assert ("REST" in server.commands) is rest
+    assert attempt.bytes_transferred == len(data) - attempt.resumed_from
+    assert file_sha256(server.root / "resume.bin") == stored.sha256
+    assert [p.name for p in server.root.iterdir()] == ["resume.bin"]
+
+
+def test_redo_after_the_rename_verifies_instead_of_sending_again(cast, gateway, bank, broker):
+    endpoint = gateway_endpoint(gateway, bank)
+    arrival_route(endpoint, cast.partner.user)
+    stored = store(cast.partner.user, "/twice.csv", os.urandom(50_000))
+    from deliveries import routing
+    from deliveries.models import DeliveryAttempt
+
+    [delivery] = routing.route_file(stored.pk)
+    broker.drain()
+    delivery.refresh_from_db()
+    assert delivery.status == Delivery.Status.DELIVERED
+    # As if the worker died after RNTO, before recording: lease expired, stage "renamed".
+    Delivery.objects.filter(pk=delivery.pk).update(status=Delivery.Status.RUNNING,
+                                                   lease_owner="dead:1", lease_until=None)
+    DeliveryAttempt.objects.filter(delivery=delivery).update(finished_at=None, outcome="")
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    Delivery.objects.filter(pk=delivery.pk).update(
+        lease_until=timezone.now() - timedelta(seconds=1))
+    uploads_before = AuditEvent.objects.filter(action="upload", actor=bank.user.username).count()
+    runner.run(delivery.pk)
+    delivery.refresh_from_db()
+    assert delivery.status == Delivery.Status.DELIVERED and delivery.attempts == 2
+    first, second = delivery.attempts_log.all()
+    assert first.outcome == "abandoned" and second.outcome == "success"
+    assert second.details["redo"].startswith("found renamed into place")
+    assert delivery.verified_by == "size+sha256"
+    assert AuditEvent.objects.filter(action="upload",
+                                     actor=bank.user.username).count() == uploads_before
+
+
+def test_an_endpoint_runs_no_more_deliveries_at_once_than_its_limit(cast, stock, broker):
+    server = stock()
+    endpoint = stock_endpoint(server, partner_named("Bank Ltd"), max_connections=1)
+    arrival_route(endpoint, cast.partner.user)
+    from deliveries import routing
+
+    first = routing.route_file(store(cast.partner.user, "/1.csv", b"1").pk)[0]
+    second = routing.route_file(store(cast.partner.user, "/2.csv", b"2").pk)[0]
+    assert runner.claim(first.pk) is not None
+    assert runner.claim(second.pk) is None  # the endpoint's only slot is taken
+    second.refresh_from_db()
+    assert second.status == Delivery.Status.PENDING and second.attempts == 0
+
+
+def test_a_closed_delivery_window_postpones_the_push(cast, stock, broker):
+    import datetime as dt
+
+    from django.utils import timezone
+
+    server = stock()
+    endpoint = stock_endpoint(server, partner_named("Bank Ltd"))
+    now = timezone.now()
+    start = (now + dt.timedelta(hours=2)).time().replace(second=0, microsecond=0)
+    end = (now + dt.timedelta(hours=3)).time().replace(second=0, microsecond=0)
+    arrival_route(endpoint, cast.partner.user, window_start=start, window_end=end)
+    from deliveries import routing
+
+    [delivery] = routing.route_file(store(cast.partner.user, "/w.csv", b"w").pk)
+    assert delivery.not_before is not None and delivery.not_before > now
+    broker.drain()
+    delivery.refresh_from_db()
+    assert delivery.status == Delivery.Status.PENDING and delivery.attempts == 0
+    assert server.commands == []
+
+
+def test_a_file_replaced_before_sending_is_cancelled_not_failed(cast, stock, broker):
+    server = stock()
+    endpoint = stock_endpoint(server, partner_named("Bank Ltd"))
+    arrival_route(endpoint, cast.partner.user)
+    from deliveries import routing
+
+    stored = store(cast.partner.user, "/gone.csv", b"old")
+    routing.route_file(stored.pk)
+    StoredFile.objects.filter(pk=stored.pk).update(state=FileState.DELETED)
+    broker.drain()
+    delivery = only_delivery()
+    assert delivery.status == Delivery.Status.CANCELLED
+    assert "deleted" in delivery.last_error
+    assert AuditEvent.objects.filter(action="delivery.cancelled").count() == 1

@@ -1,0 +1,387 @@
+"""End-to-end: the file and session commands an FTPS client uses, over explicit and implicit."""
+
+from __future__ import annotations
+
+import ftplib
+import hashlib
+import io
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.audit_log import wait_for_event
+from tests.ftps_client import login, reply
+from transfers.models import FileState, StoredFile
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+MODES = pytest.mark.parametrize("implicit", [False, True], ids=["explicit", "implicit"])
+DATA = b"order;sku;qty\n" + b"".join(b"%d;SKU-%d;%d\n" % (i, i, i % 7) for i in range(20000))
+DIGEST = hashlib.sha256(DATA).hexdigest()
+
+
+@pytest.fixture
+def connect(cast, gateway):
+    """Return a function that logs alice in (explicit or implicit FTPS), binary type."""
+    opened: list[ftplib.FTP] = []
+
+    def open_session(implicit: bool = False) -> ftplib.FTP:
+        ftp = login(gateway.port(implicit), cast.partner.username, cast.partner.password,
+                    implicit=implicit)
+        ftp.voidcmd("TYPE I")
+        opened.append(ftp)
+        return ftp
+
+    yield open_session
+    for ftp in opened:
+        ftp.close()
+
+
+@pytest.fixture
+def alice(connect):
+    """Alice, logged in over explicit FTPS."""
+    return connect()
+
+
+@pytest.fixture
+def uploaded(alice):
+    """Alice with DATA uploaded as /orders.csv."""
+    alice.storbinary("STOR orders.csv", io.BytesIO(DATA))
+    return alice
+
+
+def _ready(path: str) -> None:
+    """Mark a stored file ready, as the pipeline would once it is scanned."""
+    StoredFile.objects.filter(path=path).update(state=FileState.READY)
+
+
+# --- uploads and downloads --------------------------------------------------------------------
+
+
+@MODES
+def test_upload_replies_226_with_size_and_sha256(connect, implicit):
+    final = connect(implicit).storbinary("STOR orders.csv", io.BytesIO(DATA))
+    assert final == f"226 Transfer complete: {len(DATA)} bytes, SHA-256 {DIGEST}."
+
+
+def test_upload_is_encrypted_on_disk(uploaded, cast):
+    on_disk = (Path(cast.partner.user.home_dir) / "orders.csv").read_bytes()
+    assert DATA[:64] not in on_disk and b"SKU-1234" not in on_disk
+    assert len(on_disk) > len(DATA)
+
+
+def test_hash_reports_the_sha256_of_the_plaintext(uploaded):
+    assert uploaded.sendcmd("HASH orders.csv") == \
+        f"213 SHA-256 0-{len(DATA)} {DIGEST} orders.csv"
+
+
+def test_opts_hash_accepts_only_sha256(alice):
+    assert alice.sendcmd("OPTS HASH SHA-256") == "200 SHA-256"
+    assert reply(alice, "OPTS HASH MD5").startswith("501")
+
+
+def test_size_reports_the_plaintext_size(uploaded):
+    assert uploaded.size("orders.csv") == len(DATA)
+
+
+@MODES
+def test_list_reports_the_plaintext_size(connect, implicit):
+    ftp = connect(implicit)
+    ftp.storbinary("STOR orders.csv", io.BytesIO(DATA))
+    lines: list[str] = []
+    ftp.retrlines("LIST", lines.append)
+    assert len(lines) == 1
+    assert lines[0].split()[4] == str(len(DATA)) and lines[0].endswith(" orders.csv")
+
+
+def test_mlsd_reports_the_plaintext_size(uploaded):
+    facts = dict(uploaded.mlsd())["orders.csv"]
+    assert facts["type"] == "file" and facts["size"] == str(len(DATA))
+
+
+def test_mlst_reports_the_plaintext_size(uploaded):
+    assert f"size={len(DATA)};" in uploaded.sendcmd("MLST orders.csv")
+
+
+def test_stat_of_a_file_reports_the_plaintext_size(uploaded):
+    assert f" {len(DATA)} " in uploaded.sendcmd("STAT orders.csv")
+
+
+def test_retr_of_a_file_not_yet_scanned_is_refused_with_the_reason(uploaded):
+    answer = reply(uploaded, "RETR orders.csv")
+    assert answer == "550 File is waiting to be scanned."
+
+
+def test_retr_of_a_held_file_gives_the_hold_reason(uploaded):
+    StoredFile.objects.filter(path="/orders.csv").update(
+        state=FileState.HELD, state_reason="no virus scanner configured")
+    answer = reply(uploaded, "RETR orders.csv")
+    assert answer.startswith("550") and "no virus scanner configured" in answer
+
+
+@MODES
+def test_retr_of_a_ready_file_returns_the_plaintext(connect, implicit):
+    ftp = connect(implicit)
+    ftp.storbinary("STOR orders.csv", io.BytesIO(DATA))
+    _ready("/orders.csv")
+    received = bytearray()
+    ftp.retrbinary("RETR orders.csv", received.extend)
+    assert bytes(received) == DATA
+
+
+def test_download_is_audited(uploaded):
+    _ready("/orders.csv")
+    uploaded.retrbinary("RETR orders.csv", lambda block: None)
+    event = wait_for_event(action="download", outcome="success")
+    assert event.details["bytes"] == len(DATA) and event.details["sha256"] == DIGEST
+    assert event.details["path"] == "/orders.csv" and event.actor == "alice"
+
+
+def test_upload_is_audited_with_bytes_and_sha256(uploaded):
+    event = wait_for_event(action="upload", outcome="success")
+    assert (event.details["bytes"], event.details["sha256"]) == (len(DATA), DIGEST)
+    assert event.details["path"] == "/orders.csv" and event.actor == "alice"
+
+
+def test_retr_of_a_missing_file_is_550(alice):
+    assert reply(alice, "RETR nothing.txt").startswith("550")
+
+
+def test_overwrite_replaces_the_stored_file(uploaded):
+    uploaded.storbinary("STOR orders.csv", io.BytesIO(b"new"))
+    assert uploaded.size("orders.csv") == 3
+    states = sorted(StoredFile.objects.values_list("state", flat=True))
+    assert states == [FileState.DELETED, FileState.RECEIVED]
+
+
+def test_upload_of_an_empty_file_is_recorded(alice):
+    final = alice.storbinary("STOR empty.txt", io.BytesIO(b""))
+    assert hashlib.sha256(b"").hexdigest() in final
+    assert alice.size("empty.txt") == 0
+
+
+def test_upload_in_ascii_type_is_stored(alice):
+    alice.storlines("STOR notes.txt", io.BytesIO(b"line one\nline two\n"))
+    assert alice.sendcmd("HASH notes.txt").split()[3] == \
+        hashlib.sha256(b"line one\nline two\n").hexdigest()
+
+
+def test_stou_is_refused(alice):
+    assert reply(alice, "STOU").startswith("502")
+
+
+def test_site_chmod_is_refused(uploaded):
+    assert reply(uploaded, "SITE CHMOD 777 orders.csv")[:1] == "5"
+
+
+# --- modification times -----------------------------------------------------------------------
+
+
+def test_mfmt_sets_the_time_mdtm_reports(uploaded):
+    assert uploaded.sendcmd("MFMT 20210304050607 orders.csv") == \
+        "213 Modify=20210304050607; orders.csv."
+    assert uploaded.sendcmd("MDTM orders.csv") == "213 20210304050607"
+
+
+def test_mfmt_with_a_bad_time_is_refused(uploaded):
+    assert reply(uploaded, "MFMT 2021-03-04 orders.csv")[:1] == "5"
+
+
+def test_mfmt_of_a_missing_file_is_refused(alice):
+    assert reply(alice, "MFMT 20210304050607 nothing.txt").startswith("550")
+
+
+# --- folders, renames and deletes -------------------------------------------------------------
+
+
+def test_mkd_and_rmd(alice, cast):
+    assert alice.mkd("inbox") == "/inbox"
+    assert (Path(cast.partner.user.home_dir) / "inbox").is_dir()
+    alice.rmd("inbox")
+    assert not (Path(cast.partner.user.home_dir) / "inbox").exists()
+
+
+def test_mkd_of_an_existing_folder_is_refused(alice):
+    alice.mkd("inbox")
+    assert reply(alice, "MKD inbox").startswith("550")
+
+
+def test_rmd_of_a_folder_with_files_is_refused(alice):
+    alice.mkd("inbox")
+    alice.storbinary("STOR inbox/a.txt", io.BytesIO(b"x"))
+    assert reply(alice, "RMD inbox").startswith("550")
+
+
+def test_cwd_and_pwd_in_a_subfolder(alice):
+    alice.mkd("inbox")
+    alice.cwd("inbox")
+    assert alice.pwd() == "/inbox"
+    alice.storbinary("STOR a.txt", io.BytesIO(b"x"))
+    assert StoredFile.objects.filter(path="/inbox/a.txt").exists()
+    alice.sendcmd("CDUP")
+    assert alice.pwd() == "/"
+
+
+def test_dele_removes_the_file_and_its_record(uploaded, cast):
+    uploaded.delete("orders.csv")
+    assert not (Path(cast.partner.user.home_dir) / "orders.csv").exists()
+    assert StoredFile.objects.get().state == FileState.DELETED
+
+
+def test_delete_is_audited(uploaded):
+    uploaded.delete("orders.csv")
+    assert wait_for_event(action="delete", details__path="/orders.csv", actor="alice")
+
+
+def test_dele_of_a_missing_file_is_550(alice):
+    assert reply(alice, "DELE nothing.txt").startswith("550")
+
+
+def test_rename_moves_the_file_and_its_record(uploaded):
+    uploaded.rename("orders.csv", "done.csv")
+    assert uploaded.nlst() == ["done.csv"]
+    assert StoredFile.objects.get().path == "/done.csv"
+    assert uploaded.sendcmd("HASH done.csv").split()[3] == DIGEST
+
+
+def test_rename_into_a_subfolder(uploaded):
+    uploaded.mkd("archive")
+    uploaded.rename("orders.csv", "archive/orders.csv")
+    assert StoredFile.objects.get().path == "/archive/orders.csv"
+
+
+def test_rename_of_a_folder_moves_the_records_inside(uploaded):
+    uploaded.mkd("inbox")
+    uploaded.rename("orders.csv", "inbox/orders.csv")
+    uploaded.rename("inbox", "archive")
+    stored = StoredFile.objects.get()
+    assert stored.path == "/archive/orders.csv"
+    assert stored.storage_path.endswith("/archive/orders.csv")
+    assert uploaded.size("archive/orders.csv") == len(DATA)
+
+
+def test_rename_is_audited(uploaded):
+    uploaded.rename("orders.csv", "done.csv")
+    event = wait_for_event(action="rename", actor="alice")
+    assert event.details["path"] == "/orders.csv" and event.details["to"] == "/done.csv"
+
+
+def test_rnto_without_rnfr_is_refused(alice):
+    assert reply(alice, "RNTO x.txt").startswith("503")
+
+
+def test_rnfr_of_a_missing_file_is_refused(alice):
+    assert reply(alice, "RNFR nothing.txt").startswith("550")
+
+
+def test_nlst_lists_names(uploaded):
+    uploaded.mkd("inbox")
+    assert sorted(uploaded.nlst()) == ["inbox", "orders.csv"]
+
+
+def test_mlsd_tells_files_from_folders(uploaded):
+    uploaded.mkd("inbox")
+    facts = dict(uploaded.mlsd())
+    assert (facts["inbox"]["type"], facts["orders.csv"]["type"]) == ("dir", "file")
+
+
+# --- permissions ------------------------------------------------------------------------------
+
+
+def test_user_without_upload_permission_cannot_store(cast, gateway):
+    from accounts.models import User
+    User.objects.filter(pk=cast.partner.user.pk).update(permissions=["list", "download"])
+    ftp = login(gateway.explicit_port, cast.partner.username, cast.partner.password)
+    try:
+        with pytest.raises(ftplib.error_perm, match="^550"):
+            ftp.storbinary("STOR a.txt", io.BytesIO(b"x"))
+        assert reply(ftp, "MKD inbox").startswith("550")
+    finally:
+        ftp.quit()
+    assert not StoredFile.objects.exists()
+
+
+def test_user_without_delete_permission_cannot_delete(cast, gateway):
+    from accounts.models import User
+    ftp = login(gateway.explicit_port, cast.partner.username, cast.partner.password)
+    ftp.storbinary("STOR a.txt", io.BytesIO(b"x"))
+    ftp.quit()
+    User.objects.filter(pk=cast.partner.user.pk).update(
+        permissions=["list", "download", "upload"])
+    ftp = login(gateway.explicit_port, cast.partner.username, cast.partner.password)
+    try:
+        assert reply(ftp, "DELE a.txt").startswith("550")
+    finally:
+        ftp.quit()
+    assert StoredFile.objects.get().state == FileState.RECEIVED
+
+
+def test_users_do_not_see_each_others_files(cast, gateway):
+    alice = login(gateway.explicit_port, cast.partner.username, cast.partner.password)
+    alice.storbinary("STOR alice-only.txt", io.BytesIO(b"x"))
+    alice.quit()
+    mallory = login(gateway.explicit_port, cast.outsider.username, cast.outsider.password)
+    try:
+        assert mallory.nlst() == []
+        assert reply(mallory, "SIZE alice-only.txt").startswith("550")
+    finally:
+        mallory.quit()
+
+
+# --- session commands -------------------------------------------------------------------------
+
+
+def test_feat_lists_hash_and_mfmt(alice):
+    features = [line.strip() for line in alice.sendcmd("FEAT").splitlines()[1:-1]]
+    assert "HASH SHA-256*" in features and "MFMT" in features
+    assert "AUTH TLS" in features and "REST STREAM" in features and "UTF8" in features
+
+
+def test_opts_utf8_on(alice):
+    assert alice.sendcmd("OPTS UTF8 ON").startswith("200")
+
+
+@pytest.mark.parametrize(("command", "code"), [
+    ("NOOP", "200"), ("SYST", "215"), ("TYPE I", "200"), ("TYPE A", "200"),
+    ("MODE S", "200"), ("STRU F", "200"), ("MODE B", "504"), ("STRU R", "504"),
+    ("TYPE X", "504"), ("PWD", "257"), ("STAT", "211"), ("HELP", "214"),
+    ("ALLO 1000", "202"), ("PBSZ 0", "200"), ("PROT P", "200"), ("XYZZY", "500"),
+])
+def test_session_command_reply_codes(alice, command, code):
+    assert reply(alice, command)[:3] == code
+
+
+def test_stat_reports_the_logged_in_user(alice):
+    assert "Logged in as: alice" in alice.sendcmd("STAT")
+
+
+def test_quit_says_goodbye_and_closes(alice):
+    assert alice.quit().startswith("221")
+    assert wait_for_event(action="disconnect", object_type="session", actor="alice")
+
+
+def test_commands_before_login_are_refused(cast, gateway):
+    ftp = login(gateway.explicit_port, cast.partner.username, cast.partner.password)
+    ftp.close()
+    from tests.ftps_client import ResumingFTP, client_context
+    fresh = ResumingFTP(context=client_context(), timeout=15)
+    fresh.connect("127.0.0.1", gateway.explicit_port)
+    try:
+        fresh.auth()
+        for command in ("PWD", "LIST", "RETR x", "STOR x", "SIZE x", "PASV", "HASH x"):
+            assert reply(fresh, command).startswith("530"), command
+    finally:
+        fresh.close()
+
+
+@MODES
+def test_large_upload_round_trips(connect, implicit):
+    alice = connect(implicit)
+    blob = os.urandom(5 * 1024 * 1024 + 17)
+    final = alice.storbinary("STOR blob.bin", io.BytesIO(blob), blocksize=256 * 1024)
+    assert hashlib.sha256(blob).hexdigest() in final
+    _ready("/blob.bin")
+    received = bytearray()
+    alice.retrbinary("RETR blob.bin", received.extend)
+    assert hashlib.sha256(received).digest() == hashlib.sha256(blob).digest()

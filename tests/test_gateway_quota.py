@@ -1,0 +1,186 @@
+"""End-to-end: quotas hold while bytes arrive, for one upload and for several at once."""
+
+from __future__ import annotations
+
+import io
+import os
+import threading
+from pathlib import Path
+
+import pytest
+
+from accounts.models import User
+from tests.audit_log import wait_for_event
+from tests.ftps_client import cut_off, login, reply
+from tests.waiting import until
+from transfers import quota
+from transfers.models import LIVE_STATES, QuotaReservation, StoredFile
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+MODES = pytest.mark.parametrize("implicit", [False, True], ids=["explicit", "implicit"])
+QUOTA = 500_000
+
+
+def _set_quota(cast, *, quota_bytes: int | None = None, quota_files: int | None = None) -> None:
+    User.objects.filter(pk=cast.partner.user.pk).update(quota_bytes=quota_bytes,
+                                                        quota_files=quota_files)
+
+
+def _upload(ftp, name: str, data: bytes) -> str:
+    """Upload, whatever the server does to the data connection; return the final reply."""
+    ftp.voidcmd("TYPE I")
+    conn = ftp.transfercmd(f"STOR {name}")
+    try:
+        conn.sendall(data)
+        conn.unwrap()
+    except OSError:
+        pass  # the server closed the data connection early: the reply says why
+    finally:
+        conn.close()
+    return ftp.getmultiline()
+
+
+def _leftovers(cast) -> list[str]:
+    """Return what an upload left in the user's hidden temporary folder."""
+    temp = Path(cast.partner.user.home_dir) / ".portside-tmp"
+    return sorted(p.name for p in temp.iterdir()) if temp.exists() else []
+
+
+@MODES
+def test_upload_over_quota_is_refused_with_552(cast, gateway, implicit):
+    _set_quota(cast, quota_bytes=QUOTA)
+    ftp = login(gateway.port(implicit), cast.partner.username, cast.partner.password,
+                implicit=implicit)
+    try:
+        answer = _upload(ftp, "big.bin", os.urandom(QUOTA + 200_000))
+        assert answer == f"552 Quota of {QUOTA} bytes exceeded."
+        assert ftp.voidcmd("NOOP").startswith("200")
+    finally:
+        ftp.quit()
+
+
+def test_upload_over_quota_leaves_nothing_behind(cast, gateway):
+    _set_quota(cast, quota_bytes=QUOTA)
+    ftp = login(gateway.explicit_port, cast.partner.username, cast.partner.password)
+    try:
+        _upload(ftp, "big.bin", os.urandom(QUOTA + 200_000))
+        assert ftp.nlst() == []
+    finally:
+        ftp.quit()
+    assert not (Path(cast.partner.user.home_dir) / "big.bin").exists()
+    assert not StoredFile.objects.filter(state__in=LIVE_STATES).exists()
+    assert _leftovers(cast) == []
+    assert until(lambda: not QuotaReservation.objects.exists(), what="no reservation left")
+
+
+def test_upload_over_quota_is_audited_with_the_reason(cast, gateway):
+    _set_quota(cast, quota_bytes=QUOTA)
+    ftp = login(gateway.explicit_port, cast.partner.username, cast.partner.password)
+    try:
+        _upload(ftp, "big.bin", os.urandom(QUOTA + 200_000))
+    finally:
+        ftp.quit()
+    event = wait_for_event(action="upload", outcome="failure")
+    assert event.details["reason"] == f"quota of {QUOTA} bytes exceeded"
+
+
+def test_upload_that_fits_the_quota_is_stored(cast, gateway):
+    _set_quota(cast, quota_bytes=QUOTA)
+    ftp = login(gateway.explicit_port, cast.partner.username, cast.partner.password)
+    try:
+        assert _upload(ftp, "fits.bin", os.urandom(QUOTA)).startswith("226")
+    finally:
+        ftp.quit()
+    assert quota.used_bytes(cast.partner.user.pk) == QUOTA
+
+
+def test_quota_counts_files_already_stored(cast, gateway):
+    _set_quota(cast, quota_bytes=QUOTA)
+    ftp = login(gateway.explicit_port, cast.partner.username, cast.partner.password)
+    try:
+        assert _upload(ftp, "first.bin", os.urandom(300_000)).startswith("226")
+        assert _upload(ftp, "second.bin", os.urandom(300_000)).startswith("552")
+        assert ftp.nlst() == ["first.bin"]
+    finally:
+        ftp.quit()
+
+
+def test_quota_counts_partial_uploads(cast, gateway):
+    _set_quota(cast, quota_bytes=QUOTA)
+    ftp = login(gateway.explicit_port, cast.partner.username, cast.partner.password)
+    try:
+        conn = ftp.transfercmd("STOR part.bin")
+        conn.sendall(os.urandom(300_000))
+        cut_off(conn)
+        assert ftp.getmultiline().startswith("426")
+        conn.close()
+        assert _upload(ftp, "other.bin", os.urandom(300_000)).startswith("552")
+    finally:
+        ftp.quit()
+
+
+def test_deleting_a_file_gives_its_quota_back(cast, gateway):
+    _set_quota(cast, quota_bytes=QUOTA)
+    ftp = login(gateway.explicit_port, cast.partner.username, cast.partner.password)
+    try:
+        _upload(ftp, "first.bin", os.urandom(400_000))
+        ftp.delete("first.bin")
+        assert _upload(ftp, "second.bin", os.urandom(400_000)).startswith("226")
+    finally:
+        ftp.quit()
+
+
+def test_two_concurrent_uploads_cannot_overrun_the_quota(cast, gateway):
+    _set_quota(cast, quota_bytes=QUOTA)
+    sessions = [login(gateway.explicit_port, cast.partner.username, cast.partner.password)
+                for _ in range(2)]
+    data = os.urandom(300_000)
+    starts = [ftp.transfercmd(f"STOR file{n}.bin") for n, ftp in enumerate(sessions)]
+    replies: list[str] = ["", ""]
+
+    def finish(n: int) -> None:
+        conn = starts[n]
+        try:
+            conn.sendall(data)
+            conn.unwrap()
+        except OSError:
+            pass
+        finally:
+            conn.close()
+        replies[n] = sessions[n].getmultiline()
+
+    # Both data connections are open before either sends a byte: the uploads overlap.
+    threads = [threading.Thread(target=finish, args=(n,)) for n in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    for ftp in sessions:
+        ftp.quit()
+    assert sorted(r[:3] for r in replies) == ["226", "552"], replies
+    assert quota.used_bytes(cast.partner.user.pk) <= QUOTA
+    assert _leftovers(cast) == []
+
+
+def test_file_count_quota_refuses_one_file_too_many(cast, gateway):
+    _set_quota(cast, quota_files=2)
+    ftp = login(gateway.explicit_port, cast.partner.username, cast.partner.password)
+    try:
+        for name in ("a.txt", "b.txt"):
+            assert _upload(ftp, name, b"x").startswith("226")
+        answer = reply(ftp, "STOR c.txt")
+        assert answer == "552 File quota of 2 files reached."
+        assert sorted(ftp.nlst()) == ["a.txt", "b.txt"]
+    finally:
+        ftp.quit()
+
+
+def test_file_count_quota_allows_replacing_a_file(cast, gateway):
+    _set_quota(cast, quota_files=1)
+    ftp = login(gateway.explicit_port, cast.partner.username, cast.partner.password)
+    try:
+        assert _upload(ftp, "a.txt", b"one").startswith("226")
+        assert _upload(ftp, "a.txt", b"two").startswith("226")
+    finally:
+        ftp.quit()
