@@ -12,6 +12,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from audit.models import ArchiveRecord, AuditEvent, ChainHead
+from mft import metrics
 
 GENESIS = "0" * 64
 # Arbitrary constant naming the chain's PostgreSQL advisory lock.
@@ -70,6 +71,7 @@ def append(**fields: Any) -> AuditEvent:
         event.save()
         ChainHead.objects.filter(pk=1).update(last_id=event.pk, last_hash=event.hash,
                                               count=head.count + 1)
+        metrics.count_audit_event(event)
     return event
 
 

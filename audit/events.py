@@ -151,3 +151,12 @@ def audit_exported(*, origin: Origin, file_format: str,
     """Record that someone exported audit events, and with which filters."""
     return _write("audit.export", origin=origin, outcome=SUCCESS, object_type="audit",
                   details={"format": file_format, "filters": filters})
+
+
+# --- Notifications --------------------------------------------------------------------------
+
+def notification_failed(*, notification: Any, reason: str,
+                        details: dict[str, Any] | None = None) -> AuditEvent:
+    """Record a notification (email or webhook) given up on: its subscriber was not told."""
+    return _write("notification.failed", origin=SYSTEM, outcome=FAILURE, obj=notification,
+                  details={"reason": reason, **(details or {})})

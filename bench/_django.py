@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 FINAL_STATES = ("ready", "held", "infected", "rejected", "deleted")
+PARTNER = "bench"
 
 
 def configure(args: argparse.Namespace) -> None:
@@ -119,8 +120,6 @@ def audit_append(args: argparse.Namespace) -> dict[str, Any]:
             "lat_p50_ms": 1000 * lat[len(lat) // 2] if lat else None,
             "lat_p99_ms": 1000 * lat[min(len(lat) - 1, int(len(lat) * 0.99))] if lat else None}
 
-
-PARTNER = "bench"
 
 
 def audit_fill(args: argparse.Namespace) -> dict[str, Any]:

@@ -46,7 +46,7 @@ from bench.core import (
     set_socket_timeouts,
 )
 from bench.limits import TLS_RECV, TLS_SEND
-from bench.portside import Portside, main_platform, pct, status_kib, summary
+from bench.portside import MachineWindow, Portside, main_platform, pct, status_kib, summary
 
 SEND_CPU = "tls13.loopback.send.server_cpu"
 RECV_CPU = "tls13.loopback.recv.server_cpu"
@@ -333,7 +333,9 @@ def single_stream(ctx: Context) -> list[Result]:
     size = ctx.size(SINGLE_BYTES)
     pids = ",".join(map(str, ps.gateway_pids()))
     path = "/single.bin"
-    up = run_client(ctx, ps, "upload", "--path", path, "--size", str(size), "--watch-pids", pids)
+    with MachineWindow() as up_win:
+        up = run_client(ctx, ps, "upload", "--path", path, "--size", str(size),
+                        "--watch-pids", pids)
     _check_reply("upload", up["reply"])
     t0 = time.monotonic()
     ready = wait_files(ctx, ps, [path], poll=0.2)
@@ -342,7 +344,8 @@ def single_stream(ctx: Context) -> list[Result]:
     if row.get("state") != "ready":
         raise RuntimeError(f"{path} did not become ready: {row or ready}")
     scan = row["steps"].get("scan", {})
-    down = run_client(ctx, ps, "download", "--path", path, "--watch-pids", pids)
+    with MachineWindow() as down_win:
+        down = run_client(ctx, ps, "download", "--path", path, "--watch-pids", pids)
     _check_reply("download", down["reply"])
     if down["bytes"] != size:
         raise RuntimeError(f"downloaded {down['bytes']} of {size} bytes")
@@ -355,14 +358,14 @@ def single_stream(ctx: Context) -> list[Result]:
     return [
         Result("ftps.upload", size / up_s / MB, "MB/s", limit=TLS_SEND,
                note=f"{size // MiB} MiB, first byte to 226 (incl. fsync), {cipher}",
-               extra={"bytes": size, **up}),
+               extra={"bytes": size, **up, **up_win.report()}),
         Result("ftps.upload.cpu", _per_gb(up["gateway_cpu_s"], size), "s/GB", limit=SEND_CPU,
                note="gateway workers' CPU per GB received",
                extra={"gateway_cpu_s": up["gateway_cpu_s"]}),
         Result("ftps.download", size / down_s / MB, "MB/s", limit=TLS_RECV,
                note=f"first to last byte; file ready {pipe['received_to_ready_s']} s "
                     f"after upload (scan {pipe['scan_s']} s)",
-               extra={"bytes": size, **down, "pipeline": pipe}),
+               extra={"bytes": size, **down, "pipeline": pipe, **down_win.report()}),
         Result("ftps.download.cpu", _per_gb(down["gateway_cpu_s"], size), "s/GB",
                limit=RECV_CPU, note="gateway workers' CPU per GB sent",
                extra={"gateway_cpu_s": down["gateway_cpu_s"]}),
@@ -378,8 +381,9 @@ def small_files(ctx: Context) -> Result:
     count = ctx.pick(SMALL_FILES, 100)
     folder = f"/small-{count}"
     cpu0 = gw_cpu(ps)
-    out = run_client(ctx, ps, "upload-many", "--count", str(count), "--size", str(SMALL_SIZE),
-                     "--mkdir", folder)
+    with MachineWindow() as win:
+        out = run_client(ctx, ps, "upload-many", "--count", str(count), "--size",
+                         str(SMALL_SIZE), "--mkdir", folder)
     cpu = gw_cpu(ps) - cpu0
     files = out["files"]
     # the pipeline runs beside the uploads (product default); let it drain before the next
@@ -396,7 +400,7 @@ def small_files(ctx: Context) -> Result:
                   extra={"files": out["count"], "wall_s": round(out["wall_s"], 3),
                          "phases_ms": phases, "gateway_cpu_s_per_file": round(cpu / count, 5),
                          "pipeline_drain_after_s": round(time.monotonic() - t0, 2),
-                         "final_states": states})
+                         "final_states": states, **win.report()})
 
 
 # --------------------------------------------------------------------------- logins
@@ -416,7 +420,8 @@ def logins(ctx: Context) -> list[Result]:
     ps = main_platform(ctx)
     n_seq = ctx.pick(20, 5)
     clients, each = 20, ctx.pick(3, 1)
-    seq = run_client(ctx, ps, "logins", "--threads", "1", "--count", str(n_seq))
+    with MachineWindow() as seq_win:
+        seq = run_client(ctx, ps, "logins", "--threads", "1", "--count", str(n_seq))
     if seq["error_count"]:
         raise RuntimeError(f"sequential logins failed: {seq['errors']}")
     pids = ps.gateway_pids()
@@ -431,8 +436,9 @@ def logins(ctx: Context) -> list[Result]:
             reset_hwm(pids)
             sampler.start()
             prober.start()
-            line.go()
-            par = peer.finish(grace=ctx.remaining())
+            with MachineWindow() as par_win:
+                line.go()
+                par = peer.finish(grace=ctx.remaining())
         noop = prober.stop()
         peak_kib = sampler.stop()
         hwm_kib = status_kib(pids, "VmHWM")
@@ -445,11 +451,11 @@ def logins(ctx: Context) -> list[Result]:
     return [
         Result("ftps.logins.sequential", seq["ok"] / seq["wall_s"], "/s", limit=ARGON_SEQ,
                note="connect, AUTH TLS, USER/PASS, PWD, QUIT; uncached (no cache exists)",
-               extra=_login_stats(seq)),
+               extra={**_login_stats(seq), **seq_win.report()}),
         Result("ftps.logins.parallel", par["ok"] / par["wall_s"], "/s", limit=ARGON_PAR,
                note=f"{clients} clients at once; gateway RSS +{(peak_kib - base_kib) // 1024} MB;"
                     f" idle NOOP p99 {noop['p99']} ms meanwhile",
-               extra={**_login_stats(par), "noop_ms": noop,
+               extra={**_login_stats(par), "noop_ms": noop, **par_win.report(),
                       "gateway_rss_mb": {"before": base_kib // 1024, "peak": peak_kib // 1024,
                                          "vmhwm_sum": hwm_kib // 1024}}),
     ]
@@ -486,8 +492,9 @@ def _sessions_run(ctx: Context, ps: Portside, n: int, path: str, size: int) -> d
         reset_hwm(pids)
         cpu0 = gw_cpu(ps)
         prober.start()
-        line.go()
-        reports = [p.finish(grace=ctx.remaining()) for p in peers]
+        with MachineWindow() as win:
+            line.go()
+            reports = [p.finish(grace=ctx.remaining()) for p in peers]
         cpu = gw_cpu(ps) - cpu0
         noop = prober.stop()
         peak = sampler.stop()
@@ -517,7 +524,7 @@ def _sessions_run(ctx: Context, ps: Portside, n: int, path: str, size: int) -> d
             "rss_mb": {"idle": base_kib // 1024, "login_peak": login_peak // 1024,
                        "login_vmhwm_sum": login_hwm // 1024,
                        "transfer_peak": peak // 1024, "transfer_vmhwm_sum": hwm // 1024},
-            "noop_ms": noop}
+            "noop_ms": noop, **win.report()}
 
 
 def concurrency_counts(ctx: Context) -> tuple[int, int]:

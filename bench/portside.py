@@ -417,3 +417,65 @@ def summary(values: list[float], scale: float = 1.0, digits: int = 3) -> dict[st
 
     return {"n": len(values), "p50": r(pct(values, 0.5)), "p95": r(pct(values, 0.95)),
             "p99": r(pct(values, 0.99)), "max": r(max(values) if values else None)}
+
+
+# --------------------------------------------------------------------------- machine
+
+
+def _descendants(root: int) -> list[int]:
+    parent: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                parent[int(entry)] = int(_stat_fields(int(entry))[1])
+    out, frontier = [], [root]
+    while frontier:
+        nxt = [pid for pid, pp in parent.items() if pp in frontier]
+        out += nxt
+        frontier = nxt
+    return out
+
+
+def tree_cpu() -> float:
+    """CPU seconds of the harness and everything it started (live or reaped)."""
+    t = os.times()
+    total = (t.user + t.system + t.children_user + t.children_system) * CLK_TCK
+    for pid in _descendants(os.getpid()):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            f = _stat_fields(pid)
+            total += int(f[11]) + int(f[12]) + int(f[13]) + int(f[14])
+    return total / CLK_TCK
+
+
+class MachineWindow:
+    """Wall time, our whole tree's CPU, and what everyone else burnt meanwhile.
+
+    ``background_cpu_frac`` in the report makes the runner flag numbers taken on a
+    busy machine (other processes' CPU / (wall x CPUs)).
+    """
+
+    def __enter__(self) -> MachineWindow:
+        from bench.core import _proc_stat_busy
+
+        self._busy0 = _proc_stat_busy()
+        self._ours0 = tree_cpu()
+        self._t0 = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        from bench.core import _proc_stat_busy
+
+        self.wall_s = time.perf_counter() - self._t0
+        self.ours_s = tree_cpu() - self._ours0
+        self._busy1 = _proc_stat_busy()
+
+    def report(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"window_s": round(self.wall_s, 3),
+                               "our_tree_cpu_s": round(self.ours_s, 3)}
+        if self._busy0 and self._busy1 and self.wall_s >= 0.25:
+            busy = self._busy1[0] - self._busy0[0]
+            other = max(0.0, busy - self.ours_s)
+            ncpu = os.cpu_count() or 1
+            out["machine_busy_cpu_s"] = round(busy, 3)
+            out["background_cpu_frac"] = round(min(1.0, other / (self.wall_s * ncpu)), 3)
+        return out

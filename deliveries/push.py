@@ -116,7 +116,7 @@ def _upload_plaintext(client: FtpsClient, stored: StoredFile, temp: str, offset:
     try:
         _hash_prefix(reader, offset, hasher)
         done = client.upload(temp, _blocks(reader, hasher), offset=offset,
-                             progress=lambda n: attempt.progress(offset + n))
+                             progress=attempt.progress)
     finally:
         reader.close()
     attempt.reply = done.reply

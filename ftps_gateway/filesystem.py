@@ -48,8 +48,9 @@ class HomeFS(AbstractedFS):
         raise FilesystemError("STOU is not supported")
 
     def listdir(self, path: str) -> list[str]:
-        """List a folder without Portside's hidden entries."""
-        return [n for n in os.listdir(path) if n != storage.TEMP_DIRNAME]
+        """List a folder without Portside's hidden entries or links leading out of the home."""
+        return [n for n in os.listdir(path)
+                if n != storage.TEMP_DIRNAME and self.validpath(os.path.join(path, n))]
 
     def listdirinfo(self, path: str) -> list[str]:
         return self.listdir(path)

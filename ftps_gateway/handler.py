@@ -111,6 +111,13 @@ class DataChannel(TLS_DTPHandler):
             return  # the handshake runs from the event handlers; data follows it
         super().initiate_send()
 
+    def send(self, data: bytes) -> int:
+        # asynchat passes the empty listing of an empty folder (NLST) to send(); a
+        # zero-byte SSL_write reads as "Unexpected EOF" and turned the 226 into a 426.
+        if not data:
+            return 0
+        return int(super().send(data))
+
     def handle_read(self) -> None:
         """Drain several TLS records per loop pass instead of pyftpdlib's one."""
         for _ in range(_READS_PER_EVENT):

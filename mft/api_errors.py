@@ -54,15 +54,28 @@ def _service_problem(exc: errors.PortsideError) -> Response:
     """Return the problem for an error a service raised on purpose."""
     code = next((s for cls, s in _STATUS.items() if isinstance(exc, cls)), 400)
     message = "Login incorrect." if isinstance(exc, errors.LoginRefused) else str(exc)
+    message = _printable(message)
     return problem(code, code=exc.code, detail=message)
+
+
+def _printable(value: Any) -> Any:
+    """Return messages with lone surrogates replaced: DRF echoes some input (an invalid
+    choice), and a surrogate cannot be encoded as UTF-8 in the reply."""
+    if isinstance(value, dict):
+        return {_printable(k): _printable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_printable(item) for item in value]
+    if isinstance(value, str):
+        return value.encode("utf-8", "replace").decode("utf-8")
+    return value
 
 
 def _field_errors(detail: Any) -> dict[str, Any]:
     """Return validation messages keyed by field; errors not tied to a field go under
     `non_field_errors`, as DRF names them."""
     if isinstance(detail, dict):
-        return detail
-    return {"non_field_errors": detail if isinstance(detail, list) else [detail]}
+        return _printable(detail)
+    return {"non_field_errors": _printable(detail if isinstance(detail, list) else [detail])}
 
 
 def _drf_problem(exc: APIException, response: Response) -> Response:
@@ -73,7 +86,7 @@ def _drf_problem(exc: APIException, response: Response) -> Response:
                        field_errors=_field_errors(response.data), headers=headers)
     codes = exc.get_codes()
     return problem(response.status_code, code=codes if isinstance(codes, str) else "error",
-                   detail=str(exc.detail), headers=headers)
+                   detail=_printable(str(exc.detail)), headers=headers)
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:

@@ -7,7 +7,6 @@ from typing import Any
 from django import forms
 from django.db.models import QuerySet
 from django_filters import rest_framework as filters
-from django_filters.constants import EMPTY_VALUES
 
 
 class StableOrderingFilter(filters.OrderingFilter):
@@ -15,9 +14,10 @@ class StableOrderingFilter(filters.OrderingFilter):
 
     def filter(self, qs: QuerySet[Any], value: Any) -> QuerySet[Any]:
         """Apply the requested ordering with id as the tie-breaker."""
-        if value in EMPTY_VALUES:
+        params = [param for param in value or [] if param.lstrip("-")]
+        if not params:
             return qs
-        fields = [self.get_ordering_value(param) for param in value]
+        fields = [self.get_ordering_value(param) for param in params]
         if not any(field.lstrip("-") == "id" for field in fields):
             fields.append("-id" if fields[-1].startswith("-") else "id")
         return qs.order_by(*fields)

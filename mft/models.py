@@ -22,3 +22,15 @@ class ProcessHeartbeat(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.name}"
+
+
+class PostureAcceptance(models.Model):
+    """An admin's written acceptance of a compliance finding (audited)."""
+
+    finding = models.CharField(max_length=100, unique=True)
+    justification = models.TextField()
+    accepted_by = models.CharField(max_length=150)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.finding} accepted by {self.accepted_by}"

@@ -5,9 +5,11 @@ See README.md for the table of variables. Nothing here needs editing for a deplo
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
 from mft.env import (
@@ -23,6 +25,7 @@ from mft.env import (
     env_str,
     persistent_secret,
 )
+from mft.mail import email_from_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(env_str("MFT_DATA_DIR", str(BASE_DIR / "var"))).resolve()
@@ -59,6 +62,8 @@ INSTALLED_APPS = [
     "accounts",
     "transfers",
     "deliveries",
+    "notifications",
+    "monitoring",
     "ftps_gateway",
     "dashboard",
 ]
@@ -260,6 +265,39 @@ AUDIT_EXPORT_SECONDS = env_int("MFT_AUDIT_EXPORT_SECONDS", 10, minimum=1)
 if AUDIT_JSONL_PATH or AUDIT_SYSLOG_URL:
     CELERY_BEAT_SCHEDULE["audit-siem-export"] = {
         "task": "audit.export_siem", "schedule": float(AUDIT_EXPORT_SECONDS)}
+
+# --- Notifications (email and signed webhooks) and metrics ---------------------------------
+_email = email_from_url(env_secret("MFT_EMAIL_URL") or "", DATA_DIR / "outbox")
+EMAIL_CONFIGURED = _email.configured
+EMAIL_BACKEND = _email.backend
+EMAIL_HOST, EMAIL_PORT = _email.host, _email.port
+EMAIL_HOST_USER, EMAIL_HOST_PASSWORD = _email.user, _email.password
+EMAIL_USE_TLS, EMAIL_USE_SSL = _email.use_tls, _email.use_ssl
+EMAIL_FILE_PATH = _email.file_path
+EMAIL_TIMEOUT = env_int("MFT_EMAIL_TIMEOUT", 30, minimum=1)
+DEFAULT_FROM_EMAIL = env_str("MFT_EMAIL_FROM", f"portside@{_public.hostname}")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+NOTIFY_MAX_ATTEMPTS = env_int("MFT_NOTIFY_MAX_ATTEMPTS", 8, minimum=1)
+NOTIFY_RETRY_BASE = env_int("MFT_NOTIFY_RETRY_BASE_SECONDS", 30, minimum=1)
+NOTIFY_RETRY_MAX = env_int("MFT_NOTIFY_RETRY_MAX_SECONDS", 3600, minimum=1)
+NOTIFY_LEASE_SECONDS = env_int("MFT_NOTIFY_LEASE_SECONDS", 120, minimum=10)
+NOTIFY_PENDING_GRACE = env_int("MFT_NOTIFY_PENDING_GRACE_SECONDS", 60, minimum=1)
+NOTIFY_WEBHOOK_TIMEOUT = env_int("MFT_WEBHOOK_TIMEOUT", 10, minimum=1)
+NOTIFY_DIGEST_HOUR = env_int("MFT_NOTIFY_DIGEST_HOUR", 7, minimum=0)
+if NOTIFY_DIGEST_HOUR > 23:
+    raise ImproperlyConfigured(f"MFT_NOTIFY_DIGEST_HOUR={NOTIFY_DIGEST_HOUR} is not an hour (0-23)")
+CELERY_BEAT_SCHEDULE["notifications-sweeper"] = {
+    "task": "notifications.sweep",
+    "schedule": float(env_int("MFT_NOTIFY_SWEEP_SECONDS", 30, minimum=1))}
+CELERY_BEAT_SCHEDULE["notifications-digest"] = {
+    "task": "notifications.send_digests", "schedule": crontab(minute=0, hour=NOTIFY_DIGEST_HOUR)}
+
+METRICS_DIR = Path(env_str("PROMETHEUS_MULTIPROC_DIR", str(DATA_DIR / "metrics")))
+try:
+    METRICS_ALLOW = [ipaddress.ip_network(item, strict=False)
+                     for item in env_list("MFT_METRICS_ALLOW", [])]
+except ValueError as exc:
+    raise ImproperlyConfigured(f"MFT_METRICS_ALLOW: {exc}") from None
 
 ADMIN_USER = env_str("MFT_ADMIN_USER", "admin")
 ADMIN_PASSWORD = env_secret("MFT_ADMIN_PASSWORD")

@@ -8,10 +8,11 @@ import threading
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from django.db import connection, connections
+from django.db import connections
 
 from audit import chain
 from audit.models import AuditEvent
+from tests.tamper import tamper as _tamper
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -19,20 +20,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def _events(n: int) -> list[AuditEvent]:
     return [chain.append(actor=f"user{i}", action="test", outcome="info", details={"i": i})
             for i in range(n)]
-
-
-def _tamper(sql: str, params: list[object]) -> None:
-    """Change rows behind the application's back, as someone with database access could."""
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            cursor.execute("SET session_replication_role = replica")  # triggers off
-            cursor.execute(sql, params)
-            cursor.execute("SET session_replication_role = DEFAULT")
-        else:
-            cursor.execute("DROP TRIGGER IF EXISTS audit_event_no_update")
-            cursor.execute(sql, params)
-            cursor.execute("""CREATE TRIGGER audit_event_no_update BEFORE UPDATE ON
-                audit_auditevent BEGIN SELECT RAISE(ABORT, 'append-only'); END;""")
 
 
 def test_an_intact_chain_verifies():

@@ -12,14 +12,10 @@ import pytest
 from audit.models import AuditEvent
 from deliveries import runner
 from deliveries.models import Delivery
-from tests.deliveries_support import (  # noqa: F401 - fixtures
+from tests.deliveries_support import (
     arrival_route,
-    bank,
-    broker,
-    fast_retries,
     gateway_endpoint,
     partner_named,
-    stock,
     stock_endpoint,
     store,
 )
@@ -27,6 +23,7 @@ from tests.remote_ftps import Behaviour, file_sha256, make_certificate
 from transfers.models import FileState, StoredFile
 
 pytestmark = pytest.mark.django_db(transaction=True)
+pytest_plugins = ["tests.deliveries_support"]  # its fixtures: broker, stock, bank…
 
 
 def only_delivery() -> Delivery:
@@ -325,3 +322,76 @@ def test_a_file_replaced_before_sending_is_cancelled_not_failed(cast, stock, bro
     assert delivery.status == Delivery.Status.CANCELLED
     assert "deleted" in delivery.last_error
     assert AuditEvent.objects.filter(action="delivery.cancelled").count() == 1
+
+
+def test_scheduled_route_pushes_what_is_ready_when_beat_runs_it(cast, gateway, bank, broker):
+    from datetime import timedelta
+
+    from django.utils import timezone
+    from django_celery_beat.models import PeriodicTask
+    from django_celery_beat.schedulers import DatabaseScheduler
+
+    import deliveries.tasks  # noqa: F401 - registers the tasks
+    from deliveries import routing, services
+    from mft.celery import app
+
+    route = services.create_route(name="quarter-hourly", endpoint=gateway_endpoint(gateway, bank),
+                                  trigger="schedule", cron="*/15 * * * *",
+                                  source_user=cast.partner.user, source_folder="/out")
+    wanted = [store(cast.partner.user, f"/out/{name}.csv", os.urandom(20_000))
+              for name in ("a", "b")]
+    store(cast.partner.user, "/elsewhere.csv", b"not in the folder")
+    assert routing.route_file(wanted[0].pk) == []  # scheduled routes ignore arrivals
+    row = PeriodicTask.objects.get(name=f"deliveries.route.{route.pk}")
+    row.last_run_at = timezone.now() - timedelta(hours=1)
+    entry = DatabaseScheduler.Entry(row, app=app)
+    assert entry.is_due().is_due  # beat would run it now
+    app.tasks[entry.task](*entry.args, **entry.kwargs)
+    broker.drain()
+    arrived = {f.path: f.sha256 for f in StoredFile.objects.filter(owner=bank.user)}
+    assert arrived == {"/a.csv": wanted[0].sha256, "/b.csv": wanted[1].sha256}
+    assert set(Delivery.objects.values_list("status", flat=True)) == {"delivered"}
+    app.tasks[entry.task](*entry.args)  # the next tick: nothing new to send
+    assert Delivery.objects.count() == 2 and broker.sent == []
+
+
+def test_pgp_route_sends_an_encrypted_copy_and_never_touches_the_original(cast, stock, broker):
+    import io
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from accounts.models import PgpKey
+    from deliveries import routing
+    from transfers import pgp
+
+    home = Path(tempfile.mkdtemp(prefix="pgpt-"))
+    keyring = pgp.Keyring(home, s2k_count=65536)
+    try:
+        fingerprint = keyring.generate_platform_key("Bank Ltd", "ops@bank.example", None)
+        armored = keyring.export_public(fingerprint)
+        partner = partner_named("Bank Ltd")
+        PgpKey.objects.create(partner=partner, armored=armored, fingerprint=fingerprint)
+        server = stock()
+        endpoint = stock_endpoint(server, partner)
+        arrival_route(endpoint, cast.partner.user, pgp_encrypt=True)
+        data = os.urandom(600_000)
+        stored = store(cast.partner.user, "/secret.csv", data)
+        on_disk = file_sha256(Path(stored.storage_path))
+        routing.route_file(stored.pk)
+        broker.drain()
+        delivery = only_delivery()
+        assert delivery.status == Delivery.Status.DELIVERED, delivery.last_error
+        remote = server.root / "secret.csv.pgp"
+        assert delivery.remote_path == "/secret.csv.pgp" and delivery.pgp_encrypted
+        assert delivery.sent_sha256 == file_sha256(remote) != stored.sha256
+        assert delivery.source_sha256 == stored.sha256
+        assert data not in remote.read_bytes()
+        plain = io.BytesIO()
+        keyring.decrypt_stream(io.BytesIO(remote.read_bytes()), plain, passphrase=None)
+        assert plain.getvalue() == data
+        assert file_sha256(Path(stored.storage_path)) == on_disk  # the original is untouched
+        assert [p.name for p in server.root.iterdir()] == ["secret.csv.pgp"]
+    finally:
+        keyring.stop_agent()
+        shutil.rmtree(home, ignore_errors=True)

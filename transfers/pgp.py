@@ -17,7 +17,8 @@ The platform keyring is a GnuPG home directory the platform owns (never the user
 passphrase, when needed, is given by the caller and never prompted for. Partner keys are
 vetted by :func:`validate_public_key` before they enter it, which is why encryption and
 decryption run with ``--trust-model always``: the web of trust plays no part; admission to
-the keyring is the trust decision. No Django imports: the gateway, workers and tests use this module as is.
+the keyring is the trust decision. No Django imports: the gateway, workers and tests use
+this module as is.
 
 GnuPG 2.2 reads and writes OpenPGP v4 (RFC 4880) keys and messages; it does not understand
 v5 keys (Ed448 keys made by GnuPG 2.4) or v6 keys and messages (RFC 9580), so those are
@@ -30,7 +31,7 @@ import os
 import re
 import subprocess
 import tempfile
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -67,11 +68,22 @@ _UID_ESCAPE: Final = re.compile(r"\\x([0-9a-fA-F]{2})")
 # RFC 4880 9.1: RSA (1, 2, 3), ElGamal (16, 20) and DSA (17) weaken with size; ECC does not.
 _SIZED_ALGORITHMS: Final = frozenset({"1", "2", "3", "16", "17", "20"})
 _ALGORITHM_NAMES: Final = {
-    "1": "RSA", "2": "RSA", "3": "RSA", "16": "ElGamal", "17": "DSA", "18": "ECDH",
-    "19": "ECDSA", "20": "ElGamal", "22": "EdDSA",
+    "1": "RSA",
+    "2": "RSA",
+    "3": "RSA",
+    "16": "ElGamal",
+    "17": "DSA",
+    "18": "ECDH",
+    "19": "ECDSA",
+    "20": "ElGamal",
+    "22": "EdDSA",
 }
-_UNUSABLE_VALIDITY: Final = {"e": "has expired", "r": "is revoked", "i": "is invalid",
-                             "d": "is disabled"}
+_UNUSABLE_VALIDITY: Final = {
+    "e": "has expired",
+    "r": "is revoked",
+    "i": "is invalid",
+    "d": "is disabled",
+}
 # Signature statuses that make a signed message unacceptable, with what to tell the user.
 _SIGNATURE_PROBLEMS: Final = {
     "BADSIG": "the signature is bad (the file was altered or the signature forged)",
@@ -85,10 +97,22 @@ _MAX_OUTPUT_MESSAGE: Final = "exceeded --max-output limit"
 _GPG_BAD_PASSPHRASE: Final = 11  # GPG_ERR_BAD_PASSPHRASE, in the low 16 bits of error codes
 
 _PLATFORM_KEY_PARAMETERS: Final = {
-    "ed25519": ("Key-Type: eddsa", "Key-Curve: ed25519", "Key-Usage: sign",
-                "Subkey-Type: ecdh", "Subkey-Curve: cv25519", "Subkey-Usage: encrypt"),
-    "rsa3072": ("Key-Type: rsa", "Key-Length: 3072", "Key-Usage: sign",
-                "Subkey-Type: rsa", "Subkey-Length: 3072", "Subkey-Usage: encrypt"),
+    "ed25519": (
+        "Key-Type: eddsa",
+        "Key-Curve: ed25519",
+        "Key-Usage: sign",
+        "Subkey-Type: ecdh",
+        "Subkey-Curve: cv25519",
+        "Subkey-Usage: encrypt",
+    ),
+    "rsa3072": (
+        "Key-Type: rsa",
+        "Key-Length: 3072",
+        "Key-Usage: sign",
+        "Subkey-Type: rsa",
+        "Subkey-Length: 3072",
+        "Subkey-Usage: encrypt",
+    ),
 }
 
 
@@ -151,8 +175,9 @@ def is_pgp_message(first_bytes: bytes) -> bool:
 class Keyring:
     """A GnuPG home directory the platform owns: partner public keys and platform keys."""
 
-    def __init__(self, home: Path, *, gpg_binary: str = "gpg",
-                 s2k_count: int | None = None) -> None:
+    def __init__(
+        self, home: Path, *, gpg_binary: str = "gpg", s2k_count: int | None = None
+    ) -> None:
         """Create or open the keyring in home (mode 0700) and write its agent settings.
 
         s2k_count pins the iteration count that protects secret keys instead of letting
@@ -178,9 +203,15 @@ class Keyring:
         # Merged with a copy already here (perhaps revoked since): vet what the keyring holds.
         return _vet(self._listing(info.fingerprint), datetime.now(UTC))
 
-    def generate_platform_key(self, name: str, email: str, passphrase: str | None, *,
-                              algorithm: Literal["ed25519", "rsa3072"] = "ed25519",
-                              valid_days: int | None = None) -> str:
+    def generate_platform_key(
+        self,
+        name: str,
+        email: str,
+        passphrase: str | None,
+        *,
+        algorithm: Literal["ed25519", "rsa3072"] = "ed25519",
+        valid_days: int | None = None,
+    ) -> str:
         """Create a platform key pair (signing primary, encryption subkey); return its fingerprint.
 
         ed25519/cv25519 is fast and modern; rsa3072 is for partners whose software predates
@@ -188,11 +219,19 @@ class Keyring:
         """
         _check_parameter("name", name)
         _check_parameter("email", email)
-        protection = f"Passphrase: {_check_passphrase(passphrase)}" if passphrase else (
-            "%no-protection")
+        protection = (
+            f"Passphrase: {_check_passphrase(passphrase)}" if passphrase else "%no-protection"
+        )
         expire = f"{valid_days}d" if valid_days else "0"
-        lines = [*_PLATFORM_KEY_PARAMETERS[algorithm], f"Name-Real: {name}",
-                 f"Name-Email: {email}", f"Expire-Date: {expire}", protection, "%commit", ""]
+        lines = [
+            *_PLATFORM_KEY_PARAMETERS[algorithm],
+            f"Name-Real: {_as_utf8(name)}",
+            f"Name-Email: {_as_utf8(email)}",
+            f"Expire-Date: {expire}",
+            protection,
+            "%commit",
+            "",
+        ]
         result = self._gpg(agent=True).gen_key("\n".join(lines))
         if not result.fingerprint:
             raise PgpError(f"Key generation failed: {_last_error(result)}")
@@ -200,8 +239,9 @@ class Keyring:
 
     def export_public(self, fingerprint: str) -> str:
         """Return the armored public key with this fingerprint."""
-        armored = self._gpg(agent=False).export_keys(_check_fingerprint(fingerprint),
-                                                      armor=True, minimal=True)
+        armored = self._gpg(agent=False).export_keys(
+            _check_fingerprint(fingerprint), armor=True, minimal=True
+        )
         if not armored:
             raise PgpError(f"No key {fingerprint} in the keyring.")
         return str(armored)
@@ -210,9 +250,17 @@ class Keyring:
         """Return what the keyring holds for this fingerprint, usable or not."""
         return _key_info(self._listing(_check_fingerprint(fingerprint)))
 
-    def encrypt_stream(self, src: BinaryIO, dst: BinaryIO, recipients: list[str], *,
-                       sign_with: str | None = None, passphrase: str | None = None,
-                       armor: bool = False, compress: bool = True) -> None:
+    def encrypt_stream(
+        self,
+        src: BinaryIO,
+        dst: BinaryIO,
+        recipients: list[str],
+        *,
+        sign_with: str | None = None,
+        passphrase: str | None = None,
+        armor: bool = False,
+        compress: bool = True,
+    ) -> None:
         """Encrypt src to the recipients' keys into dst, optionally signing; stream both.
 
         Recipients and the signer are full fingerprints, never user ids: a user id could
@@ -226,16 +274,31 @@ class Keyring:
         signer = _check_fingerprint(sign_with) if sign_with else None
         secret = _check_passphrase(passphrase) if passphrase else None
         extra = [] if compress else ["--compress-algo", "none"]
-        result = self._stream(dst, lambda gpg: gpg.encrypt_file(
-            src, fingerprints, sign=signer, passphrase=secret, armor=armor, always_trust=True,
-            extra_args=extra))
+        result = self._stream(
+            dst,
+            lambda gpg: gpg.encrypt_file(
+                src,
+                fingerprints,
+                sign=signer,
+                passphrase=secret,
+                armor=armor,
+                always_trust=True,
+                extra_args=extra,
+            ),
+        )
         if not (result.ok and result.returncode == 0):
             raise PgpError(f"Encryption failed: {_encrypt_failure(result)}")
 
-    def decrypt_stream(self, src: BinaryIO, dst: BinaryIO, *, passphrase: str | None,
-                       require_signature: bool = False,
-                       allowed_signers: Collection[str] | None = None,
-                       max_output_bytes: int | None = None) -> DecryptResult:
+    def decrypt_stream(
+        self,
+        src: BinaryIO,
+        dst: BinaryIO,
+        *,
+        passphrase: str | None,
+        require_signature: bool = False,
+        allowed_signers: Collection[str] | None = None,
+        max_output_bytes: int | None = None,
+    ) -> DecryptResult:
         """Decrypt src into dst, checking integrity and any signature; stream both.
 
         allowed_signers (fingerprints) narrows which keys' signatures count as valid: any
@@ -245,8 +308,12 @@ class Keyring:
         """
         secret = _check_passphrase(passphrase) if passphrase else None
         extra = [] if max_output_bytes is None else ["--max-output", str(max_output_bytes)]
-        result = self._stream(dst, lambda gpg: gpg.decrypt_file(
-            src, passphrase=secret, always_trust=True, extra_args=extra))
+        result = self._stream(
+            dst,
+            lambda gpg: gpg.decrypt_file(
+                src, passphrase=secret, always_trust=True, extra_args=extra
+            ),
+        )
         outcome = _decrypt_outcome(result, _allowed(allowed_signers))
         if outcome is None:
             raise PgpError(f"Decryption failed: {_decrypt_failure(result, passphrase)}")
@@ -256,8 +323,12 @@ class Keyring:
 
     def stop_agent(self) -> None:
         """Stop this keyring's gpg-agent (it restarts on demand); call at shutdown and in tests."""
-        subprocess.run(["gpgconf", "--homedir", str(self.home), "--kill", "all"],
-                       capture_output=True, timeout=30, check=False)
+        subprocess.run(
+            ["gpgconf", "--homedir", str(self.home), "--kill", "all"],
+            capture_output=True,
+            timeout=30,
+            check=False,
+        )
 
     def _gpg(self, *, agent: bool) -> Any:
         return _gpg(self.home, agent=agent, binary=self.gpg_binary)
@@ -288,23 +359,36 @@ class Keyring:
     def _write_agent_conf(self, s2k_count: int | None) -> None:
         lines = [
             "# Written by Portside at every start; edits are lost.",
-            # Ask for the passphrase on every operation: no unlocked key lingers in the agent,
-            # and a wrong passphrase always fails instead of riding on a cached one.
+            # Cache no passphrase: no unlocked key lingers in the agent, and a wrong
+            # passphrase always fails instead of riding on a cached one. max-cache-ttl also
+            # bounds the short-lived nonces gpg uses to add the subkey during key generation;
+            # at 0 they expire after a second and generation fails when the agent is slow.
             "default-cache-ttl 0",
-            "max-cache-ttl 0",
+            "max-cache-ttl 600",
             "allow-loopback-pinentry",
         ]
         if s2k_count is not None:
             lines.append(f"s2k-count {s2k_count}")
-        (self.home / "gpg-agent.conf").write_text("\n".join(lines) + "\n")
+        conf, text = self.home / "gpg-agent.conf", "\n".join(lines) + "\n"
+        if not conf.exists() or conf.read_text() != text:
+            # Atomically: workers open the keyring concurrently and an agent may be starting.
+            staging = conf.with_name(f".gpg-agent.conf.{os.getpid()}")
+            staging.write_text(text)
+            staging.replace(conf)
 
     def _check_socket_path(self) -> None:
-        found = subprocess.run(["gpgconf", "--homedir", str(self.home), "--list-dirs",
-                                "socketdir"], capture_output=True, text=True, check=False)
+        found = subprocess.run(
+            ["gpgconf", "--homedir", str(self.home), "--list-dirs", "socketdir"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         socket = f"{found.stdout.strip()}/S.gpg-agent.browser"
         if len(socket.encode()) > _MAX_SOCKET_PATH:
-            raise PgpError(f"The keyring path {self.home} is too long for gpg-agent's sockets; "
-                           "use a shorter path or run `gpgconf --create-socketdir`.")
+            raise PgpError(
+                f"The keyring path {self.home} is too long for gpg-agent's sockets; "
+                "use a shorter path or run `gpgconf --create-socketdir`."
+            )
 
 
 class _Sink:
@@ -326,11 +410,20 @@ class _Sink:
 
 def _gpg(home: Path, *, agent: bool, binary: str = "gpg") -> Any:
     """Return a python-gnupg handle on home, able to start gpg-agent only if agent is set."""
-    options = ["--pinentry-mode", "loopback", "--no-auto-key-retrieve", "--disable-dirmngr", "--no-greeting"]
+    options = [
+        "--pinentry-mode",
+        "loopback",
+        "--no-auto-key-retrieve",
+        "--disable-dirmngr",
+        "--no-greeting",
+    ]
     if not agent:
         options.append("--no-autostart")
-    env = {key: value for key, value in os.environ.items()
-           if key not in ("GNUPGHOME", "GPG_AGENT_INFO")} | {"LC_ALL": "C"}
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("GNUPGHOME", "GPG_AGENT_INFO")
+    } | {"LC_ALL": "C"}
     gpg = gnupg.GPG(gpgbinary=binary, gnupghome=str(home), options=options, env=env)
     gpg.buffer_size = IO_BUFFER
     return gpg
@@ -365,11 +458,13 @@ def _vet(key: dict[str, Any], now: datetime) -> KeyInfo:
         raise PgpError(f"The key {info.fingerprint} {reason}.")
     weak = _weak_part(key)
     if weak:
-        raise PgpError(f"The key {info.fingerprint} has a {weak}; at least "
-                       f"{MIN_RSA_BITS} bits are required.")
+        raise PgpError(
+            f"The key {info.fingerprint} has a {weak}; at least {MIN_RSA_BITS} bits are required."
+        )
     if not info.usable_for_encryption:
-        raise PgpError(f"The key {info.fingerprint} has no usable encryption (sub)key; "
-                       "it can only sign.")
+        raise PgpError(
+            f"The key {info.fingerprint} has no usable encryption (sub)key; it can only sign."
+        )
     return info
 
 
@@ -377,7 +472,7 @@ def _key_info(key: dict[str, Any]) -> KeyInfo:
     algorithm = _ALGORITHM_NAMES.get(key["algo"], f"algorithm {key['algo']}")
     return KeyInfo(
         fingerprint=key["fingerprint"],
-        user_ids=tuple(_UID_ESCAPE.sub(_unescape, uid) for uid in key.get("uids", [])),
+        user_ids=tuple(_user_id(uid) for uid in key.get("uids", [])),
         algorithm=f"{algorithm}/{key['curve']}" if key.get("curve") else algorithm,
         bits=int(key["length"] or 0),
         created=_timestamp(key["date"]) or datetime.fromtimestamp(0, UTC),
@@ -390,8 +485,11 @@ def _key_info(key: dict[str, Any]) -> KeyInfo:
 def _weak_part(key: dict[str, Any]) -> str | None:
     """Describe the first too-short RSA, DSA or ElGamal part still in use, if any."""
     parts = [("primary key", key)]
-    parts += [("subkey", sub) for sub in key.get("subkey_info", {}).values()
-              if sub.get("trust") not in ("e", "r")]
+    parts += [
+        ("subkey", sub)
+        for sub in key.get("subkey_info", {}).values()
+        if sub.get("trust") not in ("e", "r")
+    ]
     for label, part in parts:
         bits = int(part.get("length") or 0)
         if part.get("algo") in _SIZED_ALGORITHMS and bits < MIN_RSA_BITS:
@@ -399,8 +497,10 @@ def _weak_part(key: dict[str, Any]) -> str | None:
     return None
 
 
-def _unescape(match: re.Match[str]) -> str:
-    return chr(int(match[1], 16))
+def _user_id(listed: str) -> str:
+    """Return a user id as text: gpg lists UTF-8 with \\xNN escapes, read here as latin-1."""
+    raw = _UID_ESCAPE.sub(lambda match: chr(int(match[1], 16)), listed)
+    return raw.encode("latin-1").decode("utf-8", errors="replace")
 
 
 def _timestamp(value: str) -> datetime | None:
@@ -424,12 +524,12 @@ def _check_passphrase(passphrase: str) -> str:
     """Return the passphrase as python-gnupg must send it, refusing what gpg cannot read."""
     if "\n" in passphrase or "\r" in passphrase:
         raise PgpError("A passphrase cannot contain line breaks.")
-    # gpg reads UTF-8; python-gnupg encodes with latin-1, which maps each char to one byte.
-    return passphrase.encode("utf-8").decode("latin-1")
+    return _as_utf8(passphrase)
 
 
-def _each(option: str, values: Iterable[str]) -> list[str]:
-    return [item for value in values for item in (option, value)]
+def _as_utf8(text: str) -> str:
+    """Return text such that python-gnupg, which encodes as latin-1, sends its UTF-8 bytes."""
+    return text.encode("utf-8").decode("latin-1")
 
 
 def _allowed(signers: Collection[str] | None) -> frozenset[str] | None:
@@ -468,16 +568,22 @@ def _decrypt_outcome(result: Any, allowed: frozenset[str] | None) -> DecryptResu
     )
 
 
-def _signature(statuses: list[tuple[str, list[str]]],
-               allowed: frozenset[str] | None) -> tuple[str | None, str | None, str | None]:
+def _signature(
+    statuses: list[tuple[str, list[str]]], allowed: frozenset[str] | None
+) -> tuple[str | None, str | None, str | None]:
     """Return (what is wrong with the signature or None, signer fingerprint, issuer key id)."""
-    signers = [args[9] if len(args) > 9 else args[0]
-               for keyword, args in statuses if keyword == "VALIDSIG"]
+    signers = [
+        args[9] if len(args) > 9 else args[0] for keyword, args in statuses if keyword == "VALIDSIG"
+    ]
     signer = signers[0] if signers else None
-    issuer = next((args[0] for keyword, args in statuses
-                   if keyword in ("GOODSIG", *_SIGNATURE_PROBLEMS)), None)
-    problem = next((_SIGNATURE_PROBLEMS[keyword] for keyword, _ in statuses
-                    if keyword in _SIGNATURE_PROBLEMS), None)
+    issuer = next(
+        (args[0] for keyword, args in statuses if keyword in ("GOODSIG", *_SIGNATURE_PROBLEMS)),
+        None,
+    )
+    problem = next(
+        (_SIGNATURE_PROBLEMS[keyword] for keyword, _ in statuses if keyword in _SIGNATURE_PROBLEMS),
+        None,
+    )
     if problem is None and issuer is None:
         problem = "the message is not signed"
     elif problem is None and signer is None:
@@ -494,8 +600,7 @@ def _decrypt_failure(result: Any, passphrase: str | None) -> str:
     errors = [args for keyword, args in statuses if keyword in ("ERROR", "FAILURE")]
     if _MAX_OUTPUT_MESSAGE in result.stderr:
         return "the plaintext exceeds the size limit"
-    if any(args[-1].isdigit() and int(args[-1]) & 0xFFFF == _GPG_BAD_PASSPHRASE
-           for args in errors):
+    if any(args[-1].isdigit() and int(args[-1]) & 0xFFFF == _GPG_BAD_PASSPHRASE for args in errors):
         return "wrong passphrase for the platform key"
     if "NEED_PASSPHRASE" in seen and not passphrase:
         return "the platform key needs a passphrase"
@@ -519,8 +624,11 @@ def _encrypt_failure(result: Any) -> str:
 
 def _last_error(result: Any) -> str:
     """Return the last line gpg wrote that is not a status line."""
-    lines = [line for line in (result.stderr or "").splitlines()
-             if line and not line.startswith("[GNUPG:]")]
+    lines = [
+        line
+        for line in (result.stderr or "").splitlines()
+        if line and not line.startswith("[GNUPG:]")
+    ]
     return lines[-1].removeprefix("gpg: ") if lines else getattr(result, "status", "") or "?"
 
 
@@ -532,15 +640,19 @@ def _first_packet(data: bytes) -> tuple[int | None, bytes]:
         first = data[1] if len(data) > 1 else 0
         if 224 <= first < 255:  # a partial length, which session key packets never use
             return None, b""
-        return data[0] & 0x3F, data[2 if first < 192 else 3 if first < 224 else 6:]
+        return data[0] & 0x3F, data[2 if first < 192 else 3 if first < 224 else 6 :]
     length_type = data[0] & 0x03  # old format: tag in bits 2-5, then 1, 2, 4 or no length bytes
-    return (data[0] >> 2) & 0x0F, data[1 + (1, 2, 4, 0)[length_type]:]
+    return (data[0] >> 2) & 0x0F, data[1 + (1, 2, 4, 0)[length_type] :]
 
 
 def _is_session_key_packet(tag: int | None, body: bytes) -> bool:
     """Return whether a packet opens an encrypted message: a public or symmetric session key."""
-    if tag == 1:  # PKESK v3: version, 8-byte key id, public-key algorithm
-        return len(body) >= 10 and body[0] == 3 and body[9] in (1, 2, 16, 18, 22)
-    if tag == 3:  # SKESK v4/v5: version, cipher algorithm, then the S2K specifier
-        return len(body) >= 3 and body[0] in (4, 5) and 1 <= body[1] <= 13
+    # Recognised even in the RFC 9580 versions GnuPG 2.2 cannot decrypt, so such an upload
+    # fails loudly instead of being stored as if it were plaintext.
+    if tag == 1:  # PKESK: v3 is version, 8-byte key id, public-key algorithm; then v6
+        v3 = len(body) >= 10 and body[0] == 3 and body[9] in (1, 2, 16, 18, 25, 26)
+        return v3 or body[:1] == b"\x06"
+    if tag == 3:  # SKESK v4/v5: version, cipher algorithm, then the S2K specifier; then v6
+        v4 = len(body) >= 3 and body[0] in (4, 5) and 1 <= body[1] <= 13
+        return v4 or body[:1] == b"\x06"
     return False

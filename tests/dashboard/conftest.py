@@ -62,7 +62,8 @@ def admin_client(signed_in: SignedIn) -> Client:
 
 def store(user: User, path: str, data: bytes = b"payload") -> StoredFile:
     """Upload a file as the user through the upload service."""
-    upload = uploads.begin_upload(user, path, origin=Origin(protocol="ftps"))
+    origin = Origin(source_ip="192.0.2.10", protocol="ftps").as_user(user)
+    upload = uploads.begin_upload(user, path, origin=origin)
     upload.write(data)
     return upload.finish()
 

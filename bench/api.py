@@ -1,0 +1,131 @@
+"""REST figures: listing files (``GET /api/v1/files/``) with 20 concurrent clients.
+
+The web tier runs as ``make run`` starts it (gunicorn, 2 workers x 4 threads,
+access log on).  A dedicated partner user ``bench-api`` (``create_partner_user``,
+``"https"`` added to its allowed protocols with ``manage.py shell -c``, a token
+from ``create_api_token --scope read --scope transfer``) owns a known set of
+files uploaded through the API itself (``POST /api/v1/files/?path=...``), so the
+page listed is the same whatever ran before: 60 files, a full page of 50.
+
+Limits ``http.hello.*``: the same gunicorn command line serving a minimal WSGI
+app (:mod:`bench._wsgi`) under the same load client -- the ceiling of the web
+tier on this machine, before Django, DRF, authentication and the database.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import bench.pipeline  # noqa: F401 - figures run in import order: ftps, pipeline, api, audit
+from bench.core import LIMIT, REPO_DIR, Context, Result, measurement
+from bench.ftps import wait_files
+from bench.portside import MachineWindow, Portside, Service, _wait_http, free_port, main_platform
+
+HELLO_RPS, HELLO_P50, HELLO_P95 = "http.hello.rps", "http.hello.p50", "http.hello.p95"
+API_USER = "bench-api"
+CLIENTS = 20
+SEED_FILES = 60
+
+
+def load(ctx: Context, port: int, path: str, token_file: str = "") -> dict[str, Any]:
+    seconds = ctx.pick(10.0, 2.0)
+    args = ["--port", str(port), "--path", path, "--clients", str(CLIENTS),
+            "--seconds", str(seconds)]
+    if token_file:
+        args += ["--token-file", token_file]
+    with MachineWindow() as win, ctx.python_peer("bench._http", *args, name="http-load") as peer:
+        out = peer.finish(grace=ctx.remaining())
+    if out["errors"] or set(out["statuses"]) != {"200"}:
+        raise RuntimeError(f"load on {path}: statuses {out['statuses']}, "
+                           f"errors {out['first_errors']}")
+    return {**out, **win.report()}
+
+
+@measurement("http.hello", kind=LIMIT, produces=(HELLO_RPS, HELLO_P50, HELLO_P95),
+             unit="req/s", timeout=180)
+def hello(ctx: Context) -> list[Result]:
+    port = free_port()
+    log = ctx.workdir / "hello-web.log"
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO_DIR)
+    svc = Service("hello-web", [
+        sys.executable, "-m", "gunicorn", "bench._wsgi:app", "--bind", f"127.0.0.1:{port}",
+        "--workers", "2", "--threads", "4", "--graceful-timeout", "10",
+        "--access-logfile", "-", "--chdir", str(REPO_DIR)], env, log)
+    try:
+        _wait_http(port, time.monotonic() + 60, svc)
+        out = load(ctx, port, "/")
+    finally:
+        svc.stop()
+    note = f"gunicorn 2x4 threads, minimal WSGI app, {CLIENTS} clients"
+    return [Result(HELLO_RPS, out["rps"], "req/s", note=note, extra=out),
+            Result(HELLO_P50, out["p50_ms"], "ms", note=note),
+            Result(HELLO_P95, out["p95_ms"], "ms", note=note)]
+
+
+def _api_user(ctx: Context, ps: Portside) -> Path:
+    """Create the API user and its token once per platform; return the token file."""
+    token_file = ps.data_dir / "bench-api.token"
+    if token_file.exists():
+        return token_file
+    ps.manage("create_partner_user", API_USER, "--partner", "Bench API Partner",
+              "--generate-password")
+    ps.manage("shell", "-c",
+              "from accounts.models import User; "
+              f"User.objects.filter(username='{API_USER}').update("
+              "allowed_protocols=['ftps', 'https'])")
+    made = ps.manage("create_api_token", API_USER, "--scope", "read", "--scope", "transfer")
+    token_file.write_text(made.stdout.strip().splitlines()[-1])
+    token_file.chmod(0o600)
+    return token_file
+
+
+def _seed(ps: Portside, token: str, count: int) -> list[str]:
+    """Upload ``count`` small files through the API itself."""
+    assert ps.web_port is not None
+    conn = http.client.HTTPConnection("127.0.0.1", ps.web_port, timeout=60)
+    paths = []
+    for i in range(count):
+        path = f"/api-seed/f{i:03d}.csv"
+        body = (f"invoice,{i}\n" * 200).encode()
+        conn.request("POST", f"/api/v1/files/?path={path}", body=body,
+                     headers={"Authorization": f"Bearer {token}",
+                              "Content-Type": "application/octet-stream"})
+        resp = conn.getresponse()
+        text = resp.read()
+        if resp.status != 201:
+            raise RuntimeError(f"seeding {path}: HTTP {resp.status} {text[:300]!r}")
+        paths.append(path)
+    conn.close()
+    return paths
+
+
+@measurement("api.files.list", produces=("api.files.list.rps", "api.files.list.p50",
+                                         "api.files.list.p95"), unit="req/s", timeout=600)
+def files_list(ctx: Context) -> list[Result]:
+    ps = main_platform(ctx)
+    assert ps.web_port is not None
+    token_file = _api_user(ctx, ps)
+    seeded = _seed(ps, token_file.read_text().strip(), ctx.pick(SEED_FILES, 10))
+    # let the seeded files' pipeline finish: the workers must not compete with the load
+    # (quick mode does not wait: ~0.5 s per file on the embedded broker)
+    done = wait_files(ctx, ps, seeded, owner=API_USER, poll=0.25, timeout=ctx.pick(None, 1.0))
+    out = load(ctx, ps.web_port, "/api/v1/files/", str(token_file))
+    conn = http.client.HTTPConnection("127.0.0.1", ps.web_port, timeout=60)
+    conn.request("GET", "/api/v1/files/", headers={
+        "Authorization": f"Bearer {token_file.read_text().strip()}"})
+    page = json.loads(conn.getresponse().read())
+    conn.close()
+    extra = {**out, "files_visible": page.get("count"), "page_rows": len(page.get("results", [])),
+             "seed_states": sorted({f["state"] for f in done["files"]})}
+    note = f"{CLIENTS} clients, bearer token, page of {extra['page_rows']} of {page.get('count')}"
+    return [Result("api.files.list.rps", out["rps"], "req/s", limit=HELLO_RPS, note=note,
+                   extra=extra),
+            Result("api.files.list.p50", out["p50_ms"], "ms", limit=HELLO_P50, note=note),
+            Result("api.files.list.p95", out["p95_ms"], "ms", limit=HELLO_P95, note=note)]

@@ -1,0 +1,1 @@
+"""Monitoring: the Prometheus endpoint and the gauges it reads from the database."""

@@ -1,0 +1,104 @@
+"""`/metrics`: Prometheus exposition for admins, or for the scraper's allowed addresses.
+
+Open to a request from an address in `MFT_METRICS_ALLOW` (CIDRs; the address the web
+server saw, so behind a proxy list the proxy), or to an admin: a dashboard session or a
+bearer token with the admin scope.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+from django.conf import settings
+from django.http import HttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder
+from rest_framework.authentication import SessionAuthentication
+from rest_framework.permissions import BasePermission
+from rest_framework.renderers import BaseRenderer, JSONRenderer
+from rest_framework.request import Request
+from rest_framework.views import APIView
+
+from accounts.api_auth import BearerTokenAuthentication, client_ip
+from accounts.permissions import holds
+from mft import metrics
+from monitoring.collectors import DatabaseCollector
+
+
+def address_allowed(address: str | None) -> bool:
+    """Return True when the address is inside one of MFT_METRICS_ALLOW's networks."""
+    if not address or not settings.METRICS_ALLOW:
+        return False
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in settings.METRICS_ALLOW)
+
+
+class MetricsAccess(BasePermission):
+    """Allow listed scraper addresses, and admins (session or admin-scope token)."""
+
+    message = "metrics need an admin session, an admin-scope token or an allowed address"
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        """Return True for an allowed address or an admin."""
+        if address_allowed(client_ip(request)):
+            return True
+        return bool(request.user and request.user.is_authenticated
+                    and holds(request, "admin"))
+
+
+class TextRenderer(BaseRenderer):
+    """Accept scrapers asking for text only; errors render as their text."""
+
+    media_type = "text/plain"
+    format = "txt"
+
+    def render(self, data: Any, accepted_media_type: str | None = None,
+               renderer_context: Any = None) -> bytes:
+        return str(data).encode()
+
+
+def _alive_elsewhere() -> list[str]:
+    """Return `host:pid` of every process with a recent heartbeat (any host)."""
+    from mft import heartbeat
+    from mft.models import ProcessHeartbeat
+
+    names = []
+    for kind in ProcessHeartbeat.Kind.values:
+        for row in heartbeat.alive(kind):
+            host, _, pid = row.name.partition("@")[2].rpartition(":")
+            names.append(f"{host.replace('_', '-')}:{pid}")
+    return names
+
+
+def exposition(accept: str) -> tuple[bytes, str]:
+    """Return every process's counters and the database's gauges, encoded for the scraper."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(metrics.ProcessFilesCollector(_alive_elsewhere()))
+    registry.register(DatabaseCollector())
+    encoder, content_type = choose_encoder(accept)
+    return encoder(registry), content_type
+
+
+class MetricsView(APIView):
+    """Serve Prometheus metrics."""
+
+    authentication_classes = [BearerTokenAuthentication, SessionAuthentication]
+    permission_classes = [MetricsAccess]
+    renderer_classes = [JSONRenderer, TextRenderer]
+
+    @extend_schema(summary="Prometheus metrics (text exposition format)", tags=["monitoring"],
+                   responses={200: OpenApiResponse(OpenApiTypes.STR,
+                                                   description="Prometheus text format")})
+    def get(self, request: Request) -> HttpResponse:
+        """Return the metrics in the format the scraper asked for."""
+        body, content_type = exposition(request.META.get("HTTP_ACCEPT", ""))
+        return HttpResponse(body, content_type=content_type)
+
+
+metrics_view = MetricsView.as_view()
