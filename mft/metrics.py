@@ -68,6 +68,18 @@ NOTIFICATIONS = Counter("portside_notifications", "Notification sends, by channe
 FTPS_SESSIONS = Gauge("portside_ftps_sessions", "FTPS control connections open now.",
                       multiprocess_mode="livesum")
 
+# Series that exist from the start (at 0), so rate() and alerts see them before the first event.
+for _outcome in ("success", "failure"):
+    for _protocol in ("ftps", "https", "web"):
+        LOGINS.labels(_protocol, _outcome)
+    for _direction in ("in", "out"):
+        TRANSFERS.labels(_direction, _outcome)
+for _channel in ("email", "webhook"):
+    for _outcome in ("sent", "retry", "failed"):
+        NOTIFICATIONS.labels(_channel, _outcome)
+for _outcome in ("delivered", "failed", "cancelled"):
+    DELIVERIES.labels(_outcome)
+
 _TRANSFER_DIRECTIONS = {"upload": "in", "download": "out"}
 _DELIVERY_OUTCOMES = {"delivery.delivered": "delivered", "delivery.failed": "failed",
                       "delivery.cancelled": "cancelled"}

@@ -18,7 +18,8 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.permissions import BasePermission
-from rest_framework.renderers import BaseRenderer, JSONRenderer
+from rest_framework.negotiation import BaseContentNegotiation
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
@@ -52,15 +53,16 @@ class MetricsAccess(BasePermission):
                     and holds(request, "admin"))
 
 
-class TextRenderer(BaseRenderer):
-    """Accept scrapers asking for text only; errors render as their text."""
+class ScraperNegotiation(BaseContentNegotiation):
+    """Never refuse a scraper's Accept header: the view picks the exposition format itself
+    (text or OpenMetrics); only refusals go through DRF, as JSON problems."""
 
-    media_type = "text/plain"
-    format = "txt"
+    def select_parser(self, request: Request, parsers: list[Any]) -> Any:
+        return parsers[0] if parsers else None
 
-    def render(self, data: Any, accepted_media_type: str | None = None,
-               renderer_context: Any = None) -> bytes:
-        return str(data).encode()
+    def select_renderer(self, request: Request, renderers: list[Any],
+                        format_suffix: str | None = None) -> tuple[Any, str]:
+        return renderers[0], renderers[0].media_type
 
 
 def _alive_elsewhere() -> list[str]:
@@ -90,7 +92,8 @@ class MetricsView(APIView):
 
     authentication_classes = [BearerTokenAuthentication, SessionAuthentication]
     permission_classes = [MetricsAccess]
-    renderer_classes = [JSONRenderer, TextRenderer]
+    renderer_classes = [JSONRenderer]
+    content_negotiation_class = ScraperNegotiation
 
     @extend_schema(summary="Prometheus metrics (text exposition format)", tags=["monitoring"],
                    responses={200: OpenApiResponse(OpenApiTypes.STR,

@@ -159,17 +159,20 @@ def keyring(homes: list[Path]) -> Iterator[Keyring]:
 
 
 @pytest.fixture(scope="module")
-def platform_key(keyring: Keyring) -> str:
-    """Return the fingerprint of the platform's own key."""
-    return keyring.generate_platform_key("Portside", "pgp@portside.test", PLATFORM_PASSPHRASE)
+def platform_key(keyring: Keyring, factory: Gpg) -> str:
+    """Return the fingerprint of the platform's own key, which partners have imported."""
+    fingerprint = keyring.generate_platform_key(
+        "Portside", "pgp@portside.test", PLATFORM_PASSPHRASE
+    )
+    factory.run("--import", stdin=keyring.export_public(fingerprint).encode())
+    return fingerprint
 
 
 @pytest.fixture(scope="module")
-def partner(factory: Gpg, keyring: Keyring, platform_key: str) -> str:
-    """Return a partner key known to the platform; the partner knows the platform key."""
+def partner(factory: Gpg, keyring: Keyring) -> str:
+    """Return a partner key known to the platform."""
     fingerprint = factory.new_key("Acme Bank <mft@acme.test>")
     keyring.import_public_key(factory.export(fingerprint))
-    factory.run("--import", stdin=keyring.export_public(platform_key).encode())
     return fingerprint
 
 
