@@ -34,6 +34,11 @@ class Partner(models.Model):
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.ACTIVE)
     notes = models.TextField(blank=True)
     created_at = models.DateTimeField(default=timezone.now)
+    # OpenPGP policy for files this partner sends to the platform.
+    pgp_required = models.BooleanField(
+        default=False, help_text="reject uploads that are not OpenPGP-encrypted")
+    pgp_signature_required = models.BooleanField(
+        default=False, help_text="reject uploads without a valid signature by this partner")
 
     class Meta:
         ordering = ["name"]

@@ -110,7 +110,7 @@ def _argon2_rate(threads: int, each: int) -> tuple[float, dict[str, Any]]:
 @measurement("argon2.verify", kind=LIMIT, produces=(ARGON_SEQ, ARGON_PAR), unit="/s",
              timeout=180)
 def argon2_verify(ctx: Context) -> list[Result]:
-    each = ctx.pick(12, 4)
+    each = ctx.pick(12, 3)
     seq, seq_x = _argon2_rate(1, each)
     ncpu = os.cpu_count() or 1
     par, par_x = _argon2_rate(ncpu, each)
@@ -251,17 +251,22 @@ class RssSampler(threading.Thread):
         super().__init__(daemon=True)
         self.ps = ps
         self.stop_event = threading.Event()
+        self.lock = threading.Lock()
         self.peak_kib = 0
         self.samples = 0
 
     def run(self) -> None:
         while not self.stop_event.wait(0.05):
-            self.peak_kib = max(self.peak_kib, status_kib(self.ps.gateway_pids(), "VmRSS"))
-            self.samples += 1
+            rss = status_kib(self.ps.gateway_pids(), "VmRSS")
+            with self.lock:
+                self.peak_kib = max(self.peak_kib, rss)
+                self.samples += 1
 
     def phase(self) -> int:
         """Return the peak since the last call and start a new phase."""
-        peak, self.peak_kib = self.peak_kib, status_kib(self.ps.gateway_pids(), "VmRSS")
+        rss = status_kib(self.ps.gateway_pids(), "VmRSS")
+        with self.lock:
+            peak, self.peak_kib = self.peak_kib, rss
         return peak
 
     def stop(self) -> int:
@@ -378,7 +383,7 @@ def single_stream(ctx: Context) -> list[Result]:
 @measurement("ftps.small_files", unit="files/s", limit=SMALL_DISK, timeout=600)
 def small_files(ctx: Context) -> Result:
     ps = main_platform(ctx)
-    count = ctx.pick(SMALL_FILES, 100)
+    count = ctx.pick(SMALL_FILES, 20)
     folder = f"/small-{count}"
     cpu0 = gw_cpu(ps)
     with MachineWindow() as win:
@@ -528,7 +533,7 @@ def _sessions_run(ctx: Context, ps: Portside, n: int, path: str, size: int) -> d
 
 
 def concurrency_counts(ctx: Context) -> tuple[int, int]:
-    return ctx.pick((20, 200), (10, 30))
+    return ctx.pick((20, 200), (5, 20))
 
 
 @measurement("ftps.concurrent", produces=tuple(

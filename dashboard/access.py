@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib.auth import logout
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, HttpResponseRedirect
 from django.shortcuts import redirect, render
 
 from accounts import mfa, passwords
@@ -31,7 +31,7 @@ CAPABILITIES: dict[str, frozenset[str]] = {
         "view_overview", "view_files", "view_audit", "verify_audit"}),
 }
 
-View = TypeVar("View", bound=Callable[..., HttpResponse])
+View = TypeVar("View", bound=Callable[..., HttpResponseBase])
 
 
 def can(user: Any, capability: str) -> bool:
@@ -90,7 +90,7 @@ def requires(capability: str, *, allow_password_change: bool = False) -> Callabl
 
     def decorate(view: View) -> View:
         @functools.wraps(view)
-        def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
             user = request.user
             if not user.is_authenticated:
                 return _to_login(request)

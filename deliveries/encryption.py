@@ -28,16 +28,20 @@ BLOCK = 256 * 1024
 class _ReaderFile(io.RawIOBase):
     """A stored-file reader as the binary file object gpg's input pump wants."""
 
-    def __init__(self, reader: storage.Reader) -> None:
+    def __init__(self, reader: storage.Reader, stop: threading.Event) -> None:
         super().__init__()
-        self._reader = reader
+        self._reader, self._stop = reader, stop
+        self.total = 0
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        if self._stop.is_set():
+            return 0  # the upload gave up: let gpg finish at once
         data = self._reader.read(len(buffer))
         buffer[:len(data)] = data
+        self.total += len(data)
         return len(data)
 
 
@@ -47,17 +51,22 @@ class _Encryptor(threading.Thread):
     def __init__(self, stored: StoredFile, keyring: pgp.Keyring, recipients: list[str],
                  write_fd: int) -> None:
         super().__init__(name=f"pgp-encrypt-{stored.pk}", daemon=True)
-        self.path = Path(stored.storage_path)
+        self.path, self.size = Path(stored.storage_path), stored.size
         self.keyring, self.recipients, self.write_fd = keyring, recipients, write_fd
         self.error: BaseException | None = None
+        self.stop = threading.Event()
 
     def run(self) -> None:
         sink: BinaryIO = os.fdopen(self.write_fd, "wb")
         reader = None
         try:
             reader = storage.open_reader(self.path)
-            self.keyring.encrypt_stream(io.BufferedReader(_ReaderFile(reader), BLOCK), sink,
+            plaintext = _ReaderFile(reader, self.stop)
+            self.keyring.encrypt_stream(io.BufferedReader(plaintext, BLOCK), sink,
                                         self.recipients)
+            if plaintext.total != self.size and not self.stop.is_set():
+                # gpg got EOF early: its output is a valid message of part of the file.
+                raise pgp.PgpError(f"read {plaintext.total} of {self.size} bytes")
         except BaseException as exc:  # noqa: BLE001 - reported by the reading side
             self.error = exc
         finally:
@@ -96,6 +105,7 @@ def encrypted_blocks(stored: StoredFile, armored_keys: list[str]) -> Iterator[It
         encryptor.start()
         yield _blocks(source, encryptor)
     finally:
+        encryptor.stop.set()
         source.close()  # an encryptor still writing gets a broken pipe and stops
         encryptor.join(timeout=60)
         _discard(keyring, home)

@@ -249,6 +249,16 @@ class _Session(ftplib.FTP_TLS):
         return conn, size
 
 
+def _goodbye(conn: socket.socket) -> None:
+    """End a data connection's TLS cleanly; a server that hangs up first is fine (its reply,
+    then SIZE and HASH, say whether the file is whole)."""
+    if isinstance(conn, ssl.SSLSocket):
+        try:
+            conn.unwrap()
+        except (OSError, ValueError):
+            pass
+
+
 def _abandon(conn: socket.socket) -> None:
     """Close a data connection at once, without a TLS goodbye."""
     try:
@@ -430,8 +440,7 @@ class FtpsClient:
                     sent += len(chunk)
                     if progress is not None:
                         progress(sent)
-                if isinstance(conn, ssl.SSLSocket):
-                    conn.unwrap()
+                _goodbye(conn)
             except BaseException:
                 self._broken = True
                 _abandon(conn)
@@ -453,8 +462,7 @@ class FtpsClient:
                     received += len(data)
                     if progress is not None:
                         progress(received)
-                if isinstance(conn, ssl.SSLSocket):
-                    conn.unwrap()
+                _goodbye(conn)
             except BaseException:
                 self._broken = True
                 _abandon(conn)

@@ -110,13 +110,13 @@ def _set_secrets(endpoint: PartnerEndpoint, password: str | None,
 
 def create_endpoint(*, partner: Partner, name: str, host: str, username: str,
                     password: str = "", client_key_pem: str = "",
-                    origin: Origin = events.SYSTEM, **settings: Any) -> PartnerEndpoint:
+                    origin: Origin = events.SYSTEM, **options: Any) -> PartnerEndpoint:
     """Create a partner's FTPS endpoint; it must verify TLS and have credentials."""
     endpoint = PartnerEndpoint(partner=partner)
-    changes = _normalised({"name": name, "host": host, "username": username, **settings},
+    changes = _normalised({"name": name, "host": host, "username": username, **options},
                           _ENDPOINT_CHECKS)
     _apply(endpoint, _ENDPOINT_FIELDS, changes)
-    if "port" not in settings:
+    if "port" not in options:
         endpoint.port = 990 if endpoint.implicit else 21
     _set_secrets(endpoint, password, client_key_pem or None,
                  cert_changed=bool(endpoint.client_cert_pem))
@@ -172,7 +172,7 @@ def inspect_certificate(host: str, port: int, *, implicit: bool, server_name: st
         fingerprint, der = ftps_client.server_certificate(
             validation.host(host), port, implicit=implicit, server_name=server_name,
             timeout=timeout)
-    except ftps_client.FtpsError as exc:
+    except (ftps_client.FtpsError, ValueError) as exc:
         raise InvalidInput(f"could not read the server certificate: {exc}") from None
     cert = x509.load_der_x509_certificate(der)
     return {"sha256": fingerprint, "subject": cert.subject.rfc4514_string(),

@@ -227,6 +227,11 @@ SCAN_TIMEOUT = env_int("MFT_SCAN_TIMEOUT", 300, minimum=1)
 SCAN_OVERSIZE_POLICY = env_str("MFT_SCAN_OVERSIZE", "hold").lower()
 UPLOAD_DENY_PATTERNS = env_list("MFT_UPLOAD_DENY_PATTERNS", [])
 MAX_FILE_BYTES = env_int("MFT_MAX_FILE_BYTES", 0, minimum=0)  # 0: no limit
+PGP_HOME = DATA_DIR / "pgp"
+PGP_PASSPHRASE = env_secret("MFT_PGP_PASSPHRASE")
+# The platform key's passphrase is a random secret, so gpg-agent's self-calibrated work
+# factor (hundreds of millions of rounds on a VM, seconds per decryption) buys nothing.
+PGP_S2K_COUNT = env_int("MFT_PGP_S2K_COUNT", 65536, minimum=1024)
 PIPELINE_LEASE_SECONDS = env_int("MFT_PIPELINE_LEASE_SECONDS", 600, minimum=10)
 PIPELINE_RETRY_MAX = env_int("MFT_PIPELINE_RETRY_MAX_SECONDS", 600, minimum=1)
 PIPELINE_PENDING_GRACE = env_int("MFT_PIPELINE_PENDING_GRACE_SECONDS", 60, minimum=1)

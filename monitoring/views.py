@@ -18,7 +18,6 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.permissions import BasePermission
-from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.views import APIView
@@ -26,6 +25,7 @@ from rest_framework.views import APIView
 from accounts.api_auth import BearerTokenAuthentication, client_ip
 from accounts.permissions import holds
 from mft import metrics
+from mft.viewsets import FirstRenderer
 from monitoring.collectors import DatabaseCollector
 
 
@@ -51,18 +51,6 @@ class MetricsAccess(BasePermission):
             return True
         return bool(request.user and request.user.is_authenticated
                     and holds(request, "admin"))
-
-
-class ScraperNegotiation(BaseContentNegotiation):
-    """Never refuse a scraper's Accept header: the view picks the exposition format itself
-    (text or OpenMetrics); only refusals go through DRF, as JSON problems."""
-
-    def select_parser(self, request: Request, parsers: list[Any]) -> Any:
-        return parsers[0] if parsers else None
-
-    def select_renderer(self, request: Request, renderers: list[Any],
-                        format_suffix: str | None = None) -> tuple[Any, str]:
-        return renderers[0], renderers[0].media_type
 
 
 def _alive_elsewhere() -> list[str]:
@@ -93,7 +81,8 @@ class MetricsView(APIView):
     authentication_classes = [BearerTokenAuthentication, SessionAuthentication]
     permission_classes = [MetricsAccess]
     renderer_classes = [JSONRenderer]
-    content_negotiation_class = ScraperNegotiation
+    # The view picks the exposition format itself; only refusals are rendered (JSON).
+    content_negotiation_class = FirstRenderer
 
     @extend_schema(summary="Prometheus metrics (text exposition format)", tags=["monitoring"],
                    responses={200: OpenApiResponse(OpenApiTypes.STR,

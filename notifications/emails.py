@@ -20,10 +20,10 @@ def recipients(subscription: Subscription) -> list[str]:
     contact's, else (admin scope) every active admin's."""
     if subscription.email_to:
         return [a.strip() for a in subscription.email_to.split(",") if a.strip()]
-    if subscription.user_id is not None:
+    if subscription.user is not None:
         return [subscription.user.email] if subscription.user.email else []
-    if subscription.partner_id is not None:
-        email = subscription.partner.contact_email if subscription.partner else ""
+    if subscription.partner is not None:
+        email = subscription.partner.contact_email
         return [email] if email else []
     admins = User.objects.filter(role=User.Role.ADMIN, is_active=True).exclude(email="")
     return sorted(set(admins.values_list("email", flat=True)))

@@ -152,3 +152,15 @@ def set_enabled(subscription: Subscription, enabled: bool, *, origin: Origin) ->
         subscription.save(update_fields=["enabled", "updated_at"])
         events.admin_change(origin=origin, action="notification.subscription.change",
                             obj=subscription, before=before, after=snapshot(subscription))
+
+
+def reseal_secrets() -> int:
+    """Re-seal every webhook secret under the current master key (after a rotation)."""
+    count = 0
+    for subscription in Subscription.objects.exclude(secret_sealed=""):
+        new = sealing.reseal(subscription.secret_sealed, context=secret_context(subscription))
+        if new != subscription.secret_sealed:
+            subscription.secret_sealed = new
+            subscription.save(update_fields=["secret_sealed"])
+            count += 1
+    return count

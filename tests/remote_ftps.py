@@ -109,6 +109,7 @@ class StockServer:
     behaviour: Behaviour = field(default_factory=Behaviour)
     port: int = 0
     commands: list[str] = field(default_factory=list)
+    lines: list[str] = field(default_factory=list)  # with arguments (PASS hidden)
     _server: Any = None
     _thread: threading.Thread | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -120,7 +121,7 @@ class StockServer:
         context.use_privatekey_file(self.certificate.key_path)
         authorizer = DummyAuthorizer()
         authorizer.add_user(USERNAME, PASSWORD, str(self.root), perm="elradfmwMT")
-        commands, behaviour = self.commands, self.behaviour
+        commands, lines, behaviour = self.commands, self.lines, self.behaviour
 
         class SlowData(TLS_DTPHandler):
             def handle_read(self) -> None:
@@ -139,6 +140,7 @@ class StockServer:
 
             def pre_process_command(self, line: str, cmd: str, arg: str) -> None:
                 commands.append(cmd)
+                lines.append("PASS ****" if cmd == "PASS" else line)
                 super().pre_process_command(line, cmd, arg)
 
             def ftp_STOR(self, file: str, mode: str = "w") -> None:

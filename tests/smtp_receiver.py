@@ -35,7 +35,7 @@ def _serve_one(conn: socket.socket, receiver: SmtpReceiver) -> None:
         conn.sendall(line.encode() + b"\r\n")
 
     reply("220 test-smtp ready")
-    sender, recipients = "", []
+    sender, recipients = "", list[str]()
     for raw in reader:
         command = raw.decode(errors="replace").strip()
         verb = command[:4].upper()

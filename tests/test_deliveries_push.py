@@ -80,13 +80,24 @@ def test_push_uploads_under_a_temporary_name_then_renames(cast, stock, broker):
     delivery = only_delivery()
     assert delivery.status == Delivery.Status.DELIVERED, delivery.last_error
     temp = f"/in/.report.csv.portside-{delivery.pk}.part"
-    stor = server.commands.index("STOR")
-    assert server.commands[stor:].count("STOR") == 1
-    assert server.commands.index("RNFR") > stor and server.commands.index("RNTO") > stor
+    transfer = [line for line in server.lines if line.split()[0] in ("STOR", "RNFR", "RNTO")]
+    assert transfer == [f"STOR {temp}", f"RNFR {temp}", "RNTO /in/report.csv"]
+    assert server.lines.index(f"SIZE {temp}") < server.lines.index(f"RNFR {temp}")
     assert sorted(p.name for p in (server.root / "in").iterdir()) == ["report.csv"]
     assert file_sha256(server.root / "in" / "report.csv") == stored.sha256
     assert delivery.verified_by == "size"  # no HASH on a stock pyftpdlib server
-    assert temp.endswith(".part")
+
+
+def test_push_without_a_temporary_name_stores_under_the_final_name(cast, stock, broker):
+    server = stock()
+    endpoint = stock_endpoint(server, partner_named("Bank Ltd"), use_temp_name=False)
+    arrival_route(endpoint, cast.partner.user)
+    from deliveries import routing
+
+    routing.route_file(store(cast.partner.user, "/direct.csv", b"d").pk)
+    broker.drain()
+    assert only_delivery().status == Delivery.Status.DELIVERED
+    assert "STOR /direct.csv" in server.lines and "RNFR" not in server.commands
 
 
 def test_wrong_pinned_fingerprint_is_refused_before_anything_is_sent(cast, stock, broker):
@@ -241,26 +252,25 @@ def test_redo_resumes_the_temporary_file_when_the_server_offers_rest(cast, stock
 
 
 def test_redo_after_the_rename_verifies_instead_of_sending_again(cast, gateway, bank, broker):
-    endpoint = gateway_endpoint(gateway, bank)
-    arrival_route(endpoint, cast.partner.user)
-    stored = store(cast.partner.user, "/twice.csv", os.urandom(50_000))
-    from deliveries import routing
-    from deliveries.models import DeliveryAttempt
-
-    [delivery] = routing.route_file(stored.pk)
-    broker.drain()
-    delivery.refresh_from_db()
-    assert delivery.status == Delivery.Status.DELIVERED
-    # As if the worker died after RNTO, before recording: lease expired, stage "renamed".
-    Delivery.objects.filter(pk=delivery.pk).update(status=Delivery.Status.RUNNING,
-                                                   lease_owner="dead:1", lease_until=None)
-    DeliveryAttempt.objects.filter(delivery=delivery).update(finished_at=None, outcome="")
     from datetime import timedelta
 
     from django.utils import timezone
 
+    from deliveries import routing
+    from deliveries.models import DeliveryAttempt
+
+    endpoint = gateway_endpoint(gateway, bank)
+    arrival_route(endpoint, cast.partner.user)
+    stored = store(cast.partner.user, "/twice.csv", os.urandom(50_000))
+    [delivery] = routing.route_file(stored.pk)
+    broker.drain()
+    delivery.refresh_from_db()
+    assert delivery.status == Delivery.Status.DELIVERED
+    # As if the worker died after RNTO, before recording: its lease expired at stage "renamed".
     Delivery.objects.filter(pk=delivery.pk).update(
+        status=Delivery.Status.RUNNING, lease_owner="dead:1",
         lease_until=timezone.now() - timedelta(seconds=1))
+    DeliveryAttempt.objects.filter(delivery=delivery).update(finished_at=None, outcome="")
     uploads_before = AuditEvent.objects.filter(action="upload", actor=bank.user.username).count()
     runner.run(delivery.pk)
     delivery.refresh_from_db()
@@ -271,6 +281,49 @@ def test_redo_after_the_rename_verifies_instead_of_sending_again(cast, gateway, 
     assert delivery.verified_by == "size+sha256"
     assert AuditEvent.objects.filter(action="upload",
                                      actor=bank.user.username).count() == uploads_before
+
+
+def test_push_over_implicit_ftps(cast, gateway, bank, broker):
+    endpoint = gateway_endpoint(gateway, bank, tls_mode="implicit", port=gateway.implicit_port)
+    arrival_route(endpoint, cast.partner.user)
+    from deliveries import routing
+
+    stored = store(cast.partner.user, "/implicit.csv", b"tls from the first byte")
+    routing.route_file(stored.pk)
+    broker.drain()
+    assert only_delivery().verified_by == "size+sha256"
+    assert StoredFile.objects.get(owner=bank.user, path="/implicit.csv").sha256 == stored.sha256
+
+
+def test_push_in_active_mode(cast, stock, broker):
+    server = stock()
+    endpoint = stock_endpoint(server, partner_named("Bank Ltd"), data_mode="active")
+    arrival_route(endpoint, cast.partner.user)
+    from deliveries import routing
+
+    routing.route_file(store(cast.partner.user, "/active.csv", b"port").pk)
+    broker.drain()
+    assert only_delivery().status == Delivery.Status.DELIVERED
+    assert "PORT" in server.commands and "PASV" not in server.commands
+
+
+def test_push_logs_in_with_our_client_certificate(cast, gateway, bank, broker, tmp_path):
+    from tests import certs
+
+    ours = certs.make(tmp_path, "portside-client")
+    certs.register(bank.user, ours)
+    certs.set_login_method(bank.user, "password+certificate")
+    endpoint = gateway_endpoint(gateway, bank, client_cert_pem=ours.pem,
+                                client_key_pem=open(ours.key_path).read())
+    arrival_route(endpoint, cast.partner.user)
+    from deliveries import routing
+
+    routing.route_file(store(cast.partner.user, "/cert.csv", b"mutual TLS").pk)
+    broker.drain()
+    delivery = only_delivery()
+    assert delivery.status == Delivery.Status.DELIVERED, delivery.last_error
+    login = AuditEvent.objects.filter(action="login", actor=bank.user.username).last()
+    assert login is not None and login.outcome == "success"
 
 
 def test_an_endpoint_runs_no_more_deliveries_at_once_than_its_limit(cast, stock, broker):

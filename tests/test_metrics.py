@@ -6,7 +6,7 @@ import ipaddress
 import os
 import subprocess
 import sys
-from datetime import datetime, timedelta
+from datetime import UTC, datetime
 
 import pytest
 from django.test import Client, override_settings
@@ -135,8 +135,7 @@ def test_scanner_gauge_reads_a_live_clamd(admin_client, clamd):
 
 def test_signature_age_is_read_from_clamds_version():
     built = signature_date("ClamAV 1.0.7/27000/Mon Jan  1 09:30:00 2024")
-    assert built == datetime(2024, 1, 1, 9, 30, tzinfo=built.tzinfo) and built.utcoffset() == \
-        timedelta(0)
+    assert built == datetime(2024, 1, 1, 9, 30, tzinfo=UTC)
     assert signature_date("ClamAV 1.0.7") is None
 
 

@@ -118,6 +118,7 @@ def test_webhook_is_retried_with_growing_backoff_after_500s():
             row = Notification.objects.get(pk=pk)
             assert row.status == "waiting" and "HTTP 500" in row.last_error
             assert row.response_status == 500
+            assert row.next_attempt_at is not None
             delays.append((row.next_attempt_at - before).total_seconds())
             assert _try(pk) is None  # not due yet: nothing is sent early
             _wait_due(pk)
@@ -157,12 +158,7 @@ def test_webhook_is_given_up_after_the_limit_and_recorded():
     assert row.last_error.startswith("gave up after 3 attempts; last error: HTTP 503")
     event = AuditEvent.objects.get(action="notification.failed")
     assert event.object_id == str(pk) and event.outcome == "failure"
-    _wait_past(row)
     assert _try(pk) is None and pk not in _swept()  # a failed notification stays failed
-
-
-def _wait_past(row: Notification) -> None:
-    time.sleep(0.05)
 
 
 @FAST
@@ -275,3 +271,20 @@ def test_real_worker_delivers_file_ready_webhook(cast, start_worker):
     while Notification.objects.get().status != "sent":
         assert time.monotonic() < deadline
         time.sleep(0.1)
+
+
+def test_webhook_secrets_are_resealed_under_a_new_master_key(monkeypatch):
+    from deliveries import secrets as sealing
+    from transfers import atrest, storage
+
+    created = _hook("http://127.0.0.1:9/x")
+    old_key = storage.master_key()
+    new_key = atrest.MasterKey.generate()
+    monkeypatch.setattr(storage, "master_key", lambda: new_key)
+    monkeypatch.setattr(storage, "known_keys",
+                        lambda: {new_key.key_id: new_key, old_key.key_id: old_key})
+    assert subscriptions.reseal_secrets() == 1
+    row = Subscription.objects.get()
+    assert sealing.key_id_of(row.secret_sealed) == new_key.key_id
+    assert subscriptions.webhook_secret(row) == created.secret
+    assert subscriptions.reseal_secrets() == 0

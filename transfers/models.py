@@ -114,3 +114,32 @@ class QuotaReservation(models.Model):
 
     def __str__(self) -> str:
         return f"{self.owner_id}: {self.bytes} bytes"
+
+
+class DlpRule(models.Model):
+    """A partner's data-loss-prevention rule: what to look for and whether to block."""
+
+    class Kind(models.TextChoices):
+        CARD = "card", "payment card number"
+        SSN = "ssn", "US social security number"
+        IBAN = "iban"
+        REGEX = "regex", "custom regular expression"
+
+    class Action(models.TextChoices):
+        FLAG = "flag"
+        BLOCK = "block"
+
+    partner = models.ForeignKey("accounts.Partner", on_delete=models.CASCADE,
+                                related_name="dlp_rules")
+    name = models.CharField(max_length=80)
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    pattern = models.CharField(max_length=200, blank=True)
+    action = models.CharField(max_length=5, choices=Action.choices, default=Action.FLAG)
+    enabled = models.BooleanField(default=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["partner", "name"],
+                                               name="one_dlp_rule_name_per_partner")]
+
+    def __str__(self) -> str:
+        return f"{self.partner_id}:{self.name} ({self.kind}, {self.action})"

@@ -21,14 +21,14 @@ from django.utils import timezone
 
 from audit import events
 from mft.celery import app
-from transfers import scan_step, signals
+from transfers import dlp_step, pgp_step, scan_step, signals
 from transfers.models import LIVE_STATES, FileState, PipelineStep, StoredFile
 from transfers.pipeline_state import set_state
 from transfers.step_result import StepResult
 
 log = logging.getLogger(__name__)
 
-STEPS = ("scan", "dlp", "finish")
+STEPS = ("decrypt", "scan", "dlp", "finish")
 RUN_TASK = "transfers.run_pipeline"
 
 
@@ -149,14 +149,10 @@ def _finish(stored: StoredFile) -> StepResult:
     return StepResult.next("ready", state=FileState.READY, fields={"ready_at": timezone.now()})
 
 
-def _dlp(stored: StoredFile) -> StepResult:
-    """Run the partner's DLP rules (none configured: nothing to check)."""
-    return StepResult.next("no rules")
-
-
 _HANDLERS: dict[str, Callable[[StoredFile], StepResult]] = {
+    "decrypt": pgp_step.run,
     "scan": scan_step.run,
-    "dlp": _dlp,
+    "dlp": dlp_step.run,
     "finish": _finish,
 }
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db.models import Count, Q, Sum
@@ -66,10 +67,10 @@ def volume_by_hour(hours: int = 24) -> list[HourVolume]:
     rows = (StoredFile.objects.filter(created_at__gte=start).exclude(state=FileState.PARTIAL)
             .annotate(hour=TruncHour("created_at")).values("hour")
             .annotate(files=Count("id"), size=Sum("size")))
-    found = {row["hour"]: row for row in rows}
+    found: dict[datetime, dict[str, Any]] = {row["hour"]: dict(row) for row in rows}
     series = []
     for step in range(hours):
         hour = start + timedelta(hours=step)
-        row = found.get(hour, {})
+        row: dict[str, Any] = found.get(hour, {})
         series.append(HourVolume(hour, row.get("files", 0), row.get("size") or 0))
     return series

@@ -52,7 +52,7 @@ def nav_link(context: dict[str, Any], name: str, label: str) -> str:
 def seconds_between(start: datetime | None, end: datetime | None) -> str:
     """Return the time from start to end, readable ("0.42 s", "3 min 5 s"), or a dash."""
     if start is None or end is None:
-        return "–"
+        return "\u2013"  # en dash
     seconds = (end - start).total_seconds()
     if seconds < 60:
         return f"{seconds:.2f} s"

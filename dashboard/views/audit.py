@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
@@ -53,7 +55,7 @@ def audit_log(request: HttpRequest) -> HttpResponse:
 
 
 @requires("view_audit")
-def audit_export(request: HttpRequest) -> HttpResponse:
+def audit_export(request: HttpRequest) -> StreamingHttpResponse:
     """Download the matching events as CSV (the export itself is audited)."""
     form = AuditFilterForm(request.GET)
     shown = {name: str(value) for name, value in request.GET.items()
@@ -69,7 +71,7 @@ def audit_export(request: HttpRequest) -> HttpResponse:
 def audit_verify(request: HttpRequest) -> HttpResponse:
     """Walk the hash chain and show how many events hold and where it first breaks."""
     checked, broken = chain.verify()
-    context = {"checked": checked, "broken": broken}
+    context: dict[str, Any] = {"checked": checked, "broken": broken}
     if is_htmx(request):
         return render(request, "dashboard/_verify_result.html", context)
     context.update({"form": AuditFilterForm({}), "query": "", "older": None, "paged": False,

@@ -77,7 +77,7 @@ def file_review(request: HttpRequest, pk: int) -> HttpResponse:
     form = ReviewForm(request.POST)
     if not form.is_valid():
         for errors in form.errors.values():
-            messages.error(request, " ".join(errors))
+            messages.error(request, " ".join(str(error) for error in errors))
         return redirect("dashboard:file-detail", pk=pk)
     try:
         done = _decide(stored, form.cleaned_data["decision"], form.cleaned_data["reason"],

@@ -61,7 +61,8 @@ def test_volume_has_one_entry_per_hour_with_this_hours_bytes(cast):
 def test_expiring_lists_certificates_and_keys_within_the_horizon(cast, tmp_path):
     soon = certs.register(cast.partner.user, certs.make(tmp_path, "soon", days=(-1, 10)))
     certs.register(cast.partner.user, certs.make(tmp_path, "later", days=(-1, 90)))
-    key = PgpKey.objects.create(partner=cast.partner.user.partner, armored="-", fingerprint="AB" * 20,
+    key = PgpKey.objects.create(partner=cast.partner.user.partner, armored="-",
+                                fingerprint="AB" * 20,
                                 expires_at=timezone.now() + timedelta(days=5))
     found = expiring.within(30)
     assert found.certificates == [soon] and found.pgp_keys == [key]

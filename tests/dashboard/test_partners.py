@@ -67,7 +67,7 @@ def test_new_partner_ends_on_a_connection_sheet(admin_client, certificate_file):
     page = admin_client.post("/partners/new/", NEW).content.decode()
     low, high = settings.PASSIVE_PORTS
     assert f"port {settings.FTPS_PORT}" in page and f"port {settings.FTPS_IMPLICIT_PORT}" in page
-    assert f"{low}–{high}" in page
+    assert f"{low}\u2013{high}" in page  # an en dash
     assert sha256_fingerprint(settings.TLS_CERT_FILE) in page
     for client_name in ("FileZilla", "WinSCP", "curl"):
         assert client_name in page
