@@ -133,7 +133,7 @@ class ApiTokenViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Portside
                    request=s.ApiTokenCreateSerializer, responses={201: s.NewApiTokenSerializer})
     def create(self, request: Request) -> Response:
         fields = validated(s.ApiTokenCreateSerializer, request)
-        owner = fields.pop("user", None) or request.user
+        owner: User = fields.pop("user", None) or request.user  # type: ignore[assignment]
         if not limit_to_partner(User.objects.filter(pk=owner.pk), request).exists():
             raise NotFound("no such user")
         made = tokens.create_api_token(owner, origin=origin_of(request), **fields)

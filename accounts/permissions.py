@@ -93,7 +93,7 @@ class ActionScope(BasePermission):
         """Return True when the caller holds the scope the action needs."""
         if not request.user or not request.user.is_authenticated:
             return False
-        action = getattr(view, "action", None) or request.method.lower()
+        action = getattr(view, "action", None) or (request.method or "").lower()
         needed = getattr(view, "action_scopes", {}).get(action)
         needed = needed or ("read" if request.method in SAFE_METHODS else "admin")
         if not holds(request, needed):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db.models import QuerySet
 from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
@@ -19,7 +21,8 @@ from audit.serializers import AuditEventSerializer
 from mft.viewsets import FirstRenderer, PortsideViewSet
 
 
-def _export_schema(media_type: str) -> extend_schema:  # type: ignore[valid-type]
+def _export_schema(media_type: str) -> Any:
+    """Return the schema decorator of an export in a media type."""
     return extend_schema(summary=f"Export the matching events as {media_type}, streamed",
                          filters=True, responses={(200, media_type): OpenApiTypes.STR})
 

@@ -28,6 +28,7 @@ from deliveries.attempts import CANCELLED, FAILED, RETRY, SUCCESS, Attempt, Outc
 from deliveries.models import Delivery, DeliveryAttempt, PartnerEndpoint
 from deliveries.secrets import SecretUnavailable
 from mft.errors import PortsideError, QuotaExceeded, TemporarilyUnavailable
+from notifications import events as notices
 from transfers.pipeline import worker_name
 
 log = logging.getLogger(__name__)
@@ -166,6 +167,8 @@ def _record(delivery: Delivery, attempt: Attempt, outcome: Outcome) -> None:
         _finish_attempt(attempt, outcome, kind, now)
         _apply(current, kind, reason, outcome, now)
         _audit(current, kind, reason, attempt)
+        if kind in (SUCCESS, FAILED):
+            transaction.on_commit(lambda: _announce(current.pk, kind, reason))
 
 
 def _finish_attempt(attempt: Attempt, outcome: Outcome, kind: str, now: datetime) -> None:
@@ -219,6 +222,21 @@ def _audit(current: Delivery, kind: str, reason: str, attempt: Attempt) -> None:
         events.delivery_failed(delivery=current, reason=reason, details=details)
     else:
         events.delivery_cancelled(delivery=current, reason=reason)
+
+
+def _announce(delivery_id: int, kind: str, reason: str) -> None:
+    """Tell subscribers (email, webhooks, feed) how a delivery ended, once it is recorded."""
+    delivery = Delivery.objects.select_related("endpoint__partner").filter(
+        pk=delivery_id).first()
+    if delivery is None:
+        return
+    try:
+        if kind == SUCCESS:
+            notices.delivery_succeeded(delivery)
+        else:
+            notices.delivery_failed(delivery, reason=reason)
+    except Exception:  # noqa: BLE001 - the receipt and audit event stand without it
+        log.exception("delivery %s: notifying subscribers failed", delivery_id)
 
 
 def _kick(endpoint_id: int) -> None:

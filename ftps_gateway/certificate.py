@@ -61,3 +61,70 @@ def sha256_fingerprint(cert_path: Path) -> str:
     cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
     digest = hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest().upper()
     return ":".join(digest[i:i + 2] for i in range(0, len(digest), 2))
+
+
+def _check_pair(cert_pem: bytes, key_pem: bytes) -> None:
+    """Refuse a certificate and key that do not belong together or are expired."""
+    cert = x509.load_pem_x509_certificate(cert_pem)
+    key = serialization.load_pem_private_key(key_pem, password=None)
+    public = key.public_key().public_bytes(serialization.Encoding.DER,
+                                           serialization.PublicFormat.SubjectPublicKeyInfo)
+    if public != cert.public_key().public_bytes(serialization.Encoding.DER,
+                                                serialization.PublicFormat.SubjectPublicKeyInfo):
+        raise ValueError("the private key does not match the certificate")
+    if cert.not_valid_after_utc <= datetime.datetime.now(datetime.UTC):
+        raise ValueError(f"the certificate expired on {cert.not_valid_after_utc:%Y-%m-%d}")
+
+
+def _write_atomically(path: Path, data: bytes, mode: int) -> None:
+    """Replace a file in one rename so a reader never sees half of it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.new")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temp, path)
+
+
+def install_pem(cert_pem: bytes, key_pem: bytes) -> None:
+    """Validate and install a PEM certificate (chain) and key as the gateway's."""
+    from django.conf import settings
+
+    _check_pair(cert_pem, key_pem)
+    # Key first: a gateway reloading in between sees a mismatched pair, refuses it, and
+    # keeps serving the old one until the certificate lands too.
+    _write_atomically(settings.TLS_KEY_FILE, key_pem, 0o600)
+    _write_atomically(settings.TLS_CERT_FILE, cert_pem, 0o644)
+
+
+def install_pkcs12(bundle: bytes, password: bytes | None) -> None:
+    """Install the certificate, chain and key from a PKCS#12 bundle."""
+    from cryptography.hazmat.primitives.serialization import pkcs12
+
+    key, cert, chain = pkcs12.load_key_and_certificates(bundle, password)
+    if key is None or cert is None:
+        raise ValueError("the PKCS#12 bundle holds no key or no certificate")
+    cert_pem = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in [cert, *chain])
+    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    install_pem(cert_pem, key_pem)
+
+
+def replace_self_signed(*, names: list[str]) -> None:
+    """Generate a new self-signed pair and install it."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as scratch:
+        cert, key = Path(scratch) / "c.pem", Path(scratch) / "k.pem"
+        ensure_self_signed(cert, key, names=names)
+        install_pem(cert.read_bytes(), key.read_bytes())
+
+
+def describe(cert_path: Path) -> dict[str, str]:
+    """Return the installed certificate's subject, validity and fingerprint."""
+    cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    return {"subject": cert.subject.rfc4514_string(), "issuer": cert.issuer.rfc4514_string(),
+            "not_after": cert.not_valid_after_utc.isoformat(),
+            "sha256": sha256_fingerprint(cert_path)}

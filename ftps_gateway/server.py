@@ -31,6 +31,7 @@ from mft import heartbeat
 from mft.models import ProcessHeartbeat
 
 log = logging.getLogger(__name__)
+CERT_CHECK_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -98,12 +99,17 @@ def bind_listeners(config: GatewayConfig) -> dict[str, socket.socket]:
     return listeners
 
 
-def handler_class(config: GatewayConfig, *, implicit: bool, pool: BlockingPool) -> type:
-    """Return a fresh handler subclass for one server: pyftpdlib classes are never mutated."""
-    context = tls.build_server_context(
+def server_context(config: GatewayConfig) -> Any:
+    """Build the TLS context from the configured certificate and key."""
+    return tls.build_server_context(
         config.certfile, config.keyfile, min_version=config.min_tls_version,
         ciphers=config.ciphers, request_client_cert=True,
         session_timeout=max(86400, config.idle_timeout * 4))
+
+
+def handler_class(config: GatewayConfig, *, implicit: bool, pool: BlockingPool) -> type:
+    """Return a fresh handler subclass for one server: pyftpdlib classes are never mutated."""
+    context = server_context(config)
     low, high = config.passive_ports
     data = type("GatewayDataChannel", (DataChannel,), {"timeout": config.data_timeout})
     return type("GatewayHandler", (ControlHandler,), {
@@ -139,6 +145,8 @@ class GatewayProcess:
             server.max_cons_per_ip = config.max_connections_per_ip
             self.servers[name] = server
         self.ports = {name: s.address[1] for name, s in self.servers.items()}
+        self._cert_stamp = self._certificate_stamp()
+        self._next_cert_check = time.monotonic() + CERT_CHECK_SECONDS
         self._stop = threading.Event()
         self._drain = threading.Event()
         self._drain_deadline: float | None = None
@@ -159,8 +167,38 @@ class GatewayProcess:
                 soonest = self.ioloop.sched.poll()
                 if self._drain.is_set() and self._drained():
                     break
+                if time.monotonic() >= self._next_cert_check:
+                    self._reload_certificate_if_changed()
         finally:
             self._shutdown()
+
+    def _certificate_stamp(self) -> tuple[float, float]:
+        """Return the modification times of the certificate and key files."""
+        try:
+            return (os.stat(self.config.certfile).st_mtime, os.stat(self.config.keyfile).st_mtime)
+        except OSError:
+            return (0.0, 0.0)
+
+    def _reload_certificate_if_changed(self) -> None:
+        """Serve a replaced certificate to new sessions; live sessions keep theirs.
+
+        Only the handler subclasses this process built are changed (their class attribute),
+        never pyftpdlib's own classes; each session copied the context it started with.
+        """
+        self._next_cert_check = time.monotonic() + CERT_CHECK_SECONDS
+        stamp = self._certificate_stamp()
+        if stamp == self._cert_stamp:
+            return
+        try:
+            context = server_context(self.config)
+        except Exception:  # noqa: BLE001 - a bad file must not take the gateway down
+            log.exception("new certificate or key is unusable; still serving the old one")
+            return
+        self._cert_stamp = stamp
+        for server in self.servers.values():
+            server.handler.ssl_context = context
+        log.info("now serving the replaced certificate %s to new sessions",
+                 self.config.certfile)
 
     def stop(self) -> None:
         """Ask the loop to stop at once (safe from another thread or a signal handler)."""

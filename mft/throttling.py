@@ -23,7 +23,7 @@ class _SettingsRate:
 
     def get_rate(self) -> str | None:
         """Return the configured rate for this scope, None for no limit."""
-        rates: dict[str, str | None] = api_settings.DEFAULT_THROTTLE_RATES or {}
+        rates: dict[str, Any] = api_settings.DEFAULT_THROTTLE_RATES or {}
         return rates.get(self.scope or "")
 
 

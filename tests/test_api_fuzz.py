@@ -27,7 +27,8 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 JUNK_VALUES: list[Any] = [
     None, True, 0, -1, 2**70, -(2**70), 1.5e308, "", " ", "x", "A" * 100_000,
-    "a\x00b", "\x00", "\ud800", "𝔘𝔫𝔦𝔠𝔬𝔡𝔢 \u202e txt.exe", "../../etc/passwd",
+    "a\x00b", "\x00", "\ud800", "\U0001d518\U0001d52b \u202e txt.exe \u0301\ufeff",
+    "../../etc/passwd",
     "2001-01-01T00:00:00Z", "9999-99-99", "::1", "0.0.0.0/0", [], ["read", "\x00"],
     [None], [[]], {}, {"a": 1}, [2**70], ["A" * 10_000] * 50,
 ]

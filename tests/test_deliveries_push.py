@@ -55,6 +55,10 @@ def test_on_arrival_push_lands_on_the_gateway_with_a_verified_receipt(
     assert attempt.details["tls"]["data_sessions_resumed"] == [True]
     assert AuditEvent.objects.filter(action="delivery.delivered", object_id=str(delivery.pk),
                                      outcome="success").count() == 1
+    from notifications.models import OutboundEvent
+
+    notice = OutboundEvent.objects.get(event="delivery.succeeded")
+    assert notice.data["delivery"]["sha256"] == digest and notice.partner_name == "Bank Ltd"
 
 
 def test_files_not_matching_the_route_are_not_sent(cast, gateway, bank, broker):
@@ -208,6 +212,10 @@ def test_delivery_fails_after_the_retry_limit_with_an_alert(cast, stock, broker,
     assert [a.outcome for a in delivery.attempts_log.all()] == ["retry", "failed"]
     alert = AuditEvent.objects.get(action="delivery.failed")
     assert alert.details["alert"] is True and "gave up" in alert.details["reason"]
+    from notifications.models import OutboundEvent
+
+    notice = OutboundEvent.objects.get(event="delivery.failed")
+    assert "gave up after 2 attempts" in notice.data["reason"]
     assert runner.sweep() == 0
 
 

@@ -53,7 +53,6 @@ def _upload_owner(request: Request) -> User:
 
 
 _RAW_BODY = {"application/octet-stream": {"type": "string", "format": "binary"}}
-_DECISION = {"request": ReviewDecisionSerializer, "responses": {200: StoredFileSerializer}}
 
 
 class StoredFileViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, PortsideViewSet):
@@ -111,7 +110,8 @@ class StoredFileViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Portsi
         response["X-Content-SHA256"] = download.stored.sha256
         return response
 
-    @extend_schema(summary="Release a quarantined (false positive) or held file", **_DECISION)
+    @extend_schema(summary="Release a quarantined (false positive) or held file",
+                   request=ReviewDecisionSerializer, responses={200: StoredFileSerializer})
     @action(detail=True, methods=["post"])
     def release(self, request: Request, pk: str) -> Response:
         reason = validated(ReviewDecisionSerializer, request)["reason"]
@@ -124,7 +124,7 @@ class StoredFileViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Portsi
         return Response(StoredFileSerializer(stored).data)
 
     @extend_schema(summary="Delete a quarantined, held or rejected file and its bytes",
-                   **_DECISION)
+                   request=ReviewDecisionSerializer, responses={200: StoredFileSerializer})
     @action(detail=True, methods=["post"])
     def discard(self, request: Request, pk: str) -> Response:
         reason = validated(ReviewDecisionSerializer, request)["reason"]

@@ -15,7 +15,7 @@ from audit import events
 from audit.events import Origin
 from mft.errors import Conflict, FileNotReady, NotFound
 from transfers import files, storage
-from transfers.models import FileState, StoredFile
+from transfers.models import LIVE_STATES, FileState, StoredFile
 from transfers.uploads import require
 
 CHUNK = 256 * 1024
@@ -40,11 +40,10 @@ def open_stored(user: User, stored: StoredFile, *, origin: Origin) -> files.Down
 
 def _open_own(user: User, stored: StoredFile, origin: Origin) -> files.Download:
     """Open the owner's own file through the same rules as an FTPS download."""
-    if stored.state not in files.READABLE_BY_OWNER:
-        # Ask files.open_download for its reason only when the file is live at its path;
-        # a stopped file no longer is, and another file may have taken the name.
-        if stored.state in (FileState.INFECTED, FileState.REJECTED, FileState.DELETED):
-            raise FileNotReady(f"file is {stored.state}")
+    # files.open_download finds the file by its path, which only a live file holds: a
+    # stopped file no longer does, and another file may have taken the name since.
+    if stored.state not in LIVE_STATES:
+        raise FileNotReady(f"file is {stored.state}")
     download = files.open_download(user, stored.path, origin=origin)
     if download.stored.pk != stored.pk:
         download.reader.close()
