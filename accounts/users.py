@@ -168,7 +168,8 @@ def create_user(
 def _change(user: User, action: str, origin: Origin, work: Any) -> User:
     """Lock the user, run a change on it, save and audit before and after."""
     with transaction.atomic():
-        locked = User.objects.select_for_update().select_related("partner").get(pk=user.pk)
+        # No select_related: PostgreSQL refuses FOR UPDATE on the nullable side of a join.
+        locked = User.objects.select_for_update().get(pk=user.pk)
         before = snapshot(locked)
         work(locked)
         locked.save()

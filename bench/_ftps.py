@@ -65,17 +65,19 @@ class BenchFTP(ftplib.FTP_TLS):
     def connect(self, host: str = "", port: int = 0, timeout: float = -999,
                 source_address: Any = None) -> str:
         welcome = super().connect(host, port, timeout, source_address)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        set_socket_timeouts(self.sock, self.io_timeout)
+        sock: Any = self.sock
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        set_socket_timeouts(sock, self.io_timeout)
         return welcome
 
-    def ntransfercmd(self, cmd: str, rest: Any = None) -> tuple[socket.socket, int | None]:
+    def ntransfercmd(self, cmd: str, rest: Any = None) -> tuple[Any, int | None]:
         conn, size = ftplib.FTP.ntransfercmd(self, cmd, rest)
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         set_socket_timeouts(conn, self.io_timeout)
-        if self._prot_p:
+        control: Any = self.sock
+        if getattr(self, "_prot_p", False):
             conn = self.context.wrap_socket(conn, server_hostname=self.host,
-                                            session=self.sock.session)
+                                            session=control.session)
         return conn, size
 
 
@@ -117,7 +119,8 @@ def _cpu(pids: list[int]) -> float:
 
 
 def tls_facts(ftp: BenchFTP, conn: Any = None) -> dict[str, Any]:
-    out: dict[str, Any] = {"tls": ftp.sock.version(), "cipher": ftp.sock.cipher()[0]}
+    control: Any = ftp.sock
+    out: dict[str, Any] = {"tls": control.version(), "cipher": control.cipher()[0]}
     if conn is not None:
         out["data_session_reused"] = conn.session_reused
     return out

@@ -2,7 +2,9 @@
 
 N threads, each with its own keep-alive ``http.client`` connection, send GET
 requests back to back for S seconds (after a short untimed warm-up) and record
-each latency.  ``--token-file`` adds ``Authorization: Bearer <token>``.  Prints
+each latency.  ``--token-file`` adds ``Authorization: Bearer <token>``; with several tokens in
+the file (one a line), client ``i`` uses token ``i mod n``, like separate
+integrations each holding its own token (the API throttles per token).  Prints
 one JSON line: requests, errors, wall time, latencies in ms.
 """
 
@@ -30,9 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--token-file", default="")
     args = ap.parse_args(argv)
     signal.alarm(max(1, int(os.environ.get("BENCH_PEER_DEADLINE", "300"))))
-    headers = {"Accept": "application/json"}
-    if args.token_file:
-        headers["Authorization"] = "Bearer " + Path(args.token_file).read_text().strip()
+    tokens = Path(args.token_file).read_text().split() if args.token_file else []
     lat: list[float] = []
     errors: list[str] = []
     statuses: dict[int, int] = {}
@@ -40,7 +40,10 @@ def main(argv: list[str] | None = None) -> int:
     start = threading.Barrier(args.clients + 1)
     t_begin = t_end = 0.0
 
-    def client() -> None:
+    def client(i: int) -> None:
+        headers = {"Accept": "application/json"}
+        if tokens:
+            headers["Authorization"] = f"Bearer {tokens[i % len(tokens)]}"
         conn = http.client.HTTPConnection("127.0.0.1", args.port, timeout=60)
         mine: list[float] = []
         codes: dict[int, int] = {}
@@ -69,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
             for k, v in codes.items():
                 statuses[k] = statuses.get(k, 0) + v
 
-    threads = [threading.Thread(target=client, daemon=True) for _ in range(args.clients)]
+    threads = [threading.Thread(target=client, args=(i,), daemon=True)
+               for i in range(args.clients)]
     for t in threads:
         t.start()
     now = time.perf_counter()
@@ -83,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     def q(p: float) -> float | None:
         return 1000 * lat[min(len(lat) - 1, int(p * len(lat)))] if lat else None
 
-    out: dict[str, Any] = {"requests": len(lat), "seconds": args.seconds,
+    out: dict[str, Any] = {"requests": len(lat), "seconds": args.seconds, "tokens": len(tokens),
                            "rps": len(lat) / args.seconds, "errors": len(errors),
                            "first_errors": errors[:5], "statuses": statuses,
                            "p50_ms": q(0.5), "p95_ms": q(0.95), "p99_ms": q(0.99)}

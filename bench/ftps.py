@@ -380,7 +380,7 @@ def single_stream(ctx: Context) -> list[Result]:
 # --------------------------------------------------------------------------- small files
 
 
-@measurement("ftps.small_files", unit="files/s", limit=SMALL_DISK, timeout=600)
+@measurement("ftps.small_files", unit="files/s", limit=SMALL_DISK, timeout=1800)
 def small_files(ctx: Context) -> Result:
     ps = main_platform(ctx)
     count = ctx.pick(SMALL_FILES, 20)
@@ -553,14 +553,15 @@ def concurrent(ctx: Context) -> list[Result]:
         r = _sessions_run(ctx, ps, n, path, size)
         scaled = "" if str(n) == label else f" (quick: {n} sessions)"
         rss = r["rss_mb"]
+        busy = {k: r[k] for k in ("background_cpu_frac",) if k in r}
         out += [
             Result(f"ftps.sessions{label}.mbps", r["mb_s"], "MB/s", limit=TLS_RECV,
                    note=f"{n} x {size // MiB} MiB RETR at once, aggregate{scaled}", extra=r),
             Result(f"ftps.sessions{label}.rss", rss["transfer_peak"], "MB", limit=MEM_TOTAL,
                    note=f"gateway workers' RSS sum, peak while transferring; during the "
-                        f"logins {rss['login_peak']} MB{scaled}"),
+                        f"logins {rss['login_peak']} MB{scaled}", extra=busy),
             Result(f"ftps.sessions{label}.noop_p99", r["noop_ms"]["p99"], "ms", limit=TLS_RTT,
                    note=f"idle session NOOP p99 (p50 {r['noop_ms']['p50']} ms, "
-                        f"{r['noop_ms']['n']} probes){scaled}"),
+                        f"{r['noop_ms']['n']} probes){scaled}", extra=busy),
         ]
     return out

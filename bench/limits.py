@@ -123,10 +123,11 @@ def _loopback_stream(
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, s["sockbuf"])
         if tls:
             cert, _ = _bench_cert(ctx)
-            stream: RawStream | TlsStream = TlsStream(
+            tls_stream = TlsStream(
                 sock, client_context(cert, s["ciphersuite"] or None), server=False, io=my_io
             )
-            stream.handshake()
+            tls_stream.handshake()
+            stream: RawStream | TlsStream = tls_stream
         else:
             stream = RawStream(sock)
 

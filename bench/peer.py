@@ -61,8 +61,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.cert is None or args.key is None:
             ap.error("tls roles need --cert and --key")
         ctx = server_context(args.cert, args.key, args.ciphersuite or None)
-        stream: RawStream | TlsStream = TlsStream(sock, ctx, server=True, io=args.io)
-        stream.handshake()
+        tls_stream = TlsStream(sock, ctx, server=True, io=args.io)
+        tls_stream.handshake()
+        stream: RawStream | TlsStream = tls_stream
     else:
         stream = RawStream(sock)
 

@@ -13,3 +13,11 @@ class DeliveriesConfig(AppConfig):
 
         # Sent after the pipeline's transaction commits: route the file on a worker.
         signals.file_ready.connect(queue.on_file_ready, dispatch_uid="deliveries.file_ready")
+        signals.master_key_rotated.connect(_reseal, dispatch_uid="deliveries.reseal")
+
+
+def _reseal(sender: object, **kwargs: object) -> None:
+    """Re-seal endpoint secrets under the new master key."""
+    from deliveries import services
+
+    services.reseal_secrets()

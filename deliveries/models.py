@@ -149,6 +149,8 @@ class Route(models.Model):
                                          blank=True, on_delete=models.SET_NULL,
                                          related_name="+", editable=False)
     enabled = models.BooleanField(default=True)
+    # Files that became ready while the route was off are not caught up when it is back on.
+    active_since = models.DateTimeField(default=timezone.now, editable=False)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

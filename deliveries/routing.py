@@ -131,7 +131,7 @@ def run_route(route_id: int) -> list[Delivery]:
 def catch_up() -> int:
     """Route files that became ready a while ago but were missed (a lost message); count them.
 
-    Only arrival routes, only files that became ready after the route existed and within
+    Only arrival routes, only files that became ready while the route was on, and within
     the delivery age limit.
     """
     now = timezone.now()
@@ -139,7 +139,7 @@ def catch_up() -> int:
     oldest = now - timedelta(seconds=settings.DELIVERY_MAX_AGE)
     count = 0
     for route in Route.objects.filter(enabled=True, trigger=Route.Trigger.ARRIVAL):
-        missed = candidates(route).filter(ready_at__gte=max(oldest, route.created_at),
+        missed = candidates(route).filter(ready_at__gte=max(oldest, route.active_since),
                                           ready_at__lt=settled)
         with transaction.atomic():
             for stored in missed[:_BATCH]:

@@ -235,7 +235,7 @@ def _announce(delivery_id: int, kind: str, reason: str) -> None:
             notices.delivery_succeeded(delivery)
         else:
             notices.delivery_failed(delivery, reason=reason)
-    except Exception:  # noqa: BLE001 - the receipt and audit event stand without it
+    except Exception:  # the receipt and audit event stand without the notification
         log.exception("delivery %s: notifying subscribers failed", delivery_id)
 
 
@@ -256,7 +256,9 @@ def sweep() -> int:
     stale = now - timedelta(seconds=settings.DELIVERY_PENDING_GRACE)
     not_sent_since = (Q(enqueued_at__isnull=True) | Q(enqueued_at__lt=stale)
                       | Q(enqueued_at__lt=F("not_before")))
-    due = Delivery.objects.filter(endpoint__enabled=True).filter(
+    paused = (Q(endpoint__enabled=False) | Q(route__enabled=False) | Q(pull__enabled=False)
+              | ~Q(endpoint__partner__status=Partner.Status.ACTIVE))
+    due = Delivery.objects.exclude(paused).filter(
         Q(status=Delivery.Status.RUNNING, lease_until__lt=now)
         | (Q(status__in=_ACTIVE) & (Q(not_before__isnull=True) | Q(not_before__lte=now))
            & not_sent_since))

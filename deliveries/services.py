@@ -258,6 +258,8 @@ def update_route(route: Route, *, origin: Origin, **changes: Any) -> Route:
         route = Route.objects.select_for_update().get(pk=route.pk)
         before = route_snapshot(route)
         _apply(route, _ROUTE_FIELDS, _normalised(changes, _ROUTE_CHECKS))
+        if route.enabled and not before["enabled"]:
+            route.active_since = timezone.now()
         _check_route(route)
         _save(route)
         schedules.sync(route)

@@ -54,6 +54,15 @@ class RangePassiveDTP(PassiveDTP):
             raise NoPassivePort("no free passive port in the configured range")
         super().bind(addr)
 
+    def listen(self, num: int) -> None:
+        # pyftpdlib skips ports that fail with EPERM and then listens unbound, which
+        # the kernel answers with a random port: never listen outside the range.
+        ports = self.cmd_channel.passive_ports
+        if ports is not None and self.socket.getsockname()[1] not in ports:
+            self.close()
+            raise NoPassivePort("no free passive port in the configured range")
+        super().listen(num)
+
 
 class DataChannel(TLS_DTPHandler):
     """A data connection: must resume its control connection's TLS session."""
@@ -64,6 +73,7 @@ class DataChannel(TLS_DTPHandler):
     def __init__(self, sock: Any, cmd_channel: Any) -> None:
         self._refusal: PortsideError | None = None
         self._tls_refused = False
+        self._upload_handed_over = False
         # Small files: without NODELAY the last segment of each file waits for an ACK.
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -161,7 +171,10 @@ class DataChannel(TLS_DTPHandler):
         if self._closed:
             return
         upload = self.file_obj if isinstance(self.file_obj, UploadFile) else None
-        if upload is not None and self.receive:
+        if upload is not None and self.receive and not self._upload_handed_over:
+            # A TLS shutdown can keep the channel open past this first close(): hand the
+            # upload over exactly once, or a second close would finish it twice.
+            self._upload_handed_over = True
             completed = (self.transfer_finished and self._refusal is None
                          and self._ended_cleanly())
             refusal_reply = self._resp[0] if self._refusal is not None else None
@@ -215,6 +228,7 @@ class ControlHandler(TLS_FTPHandler):
         self.session_id = uuid.uuid4().hex[:12]
         self.tls_session_token: bytes | None = None
         self._busy = False
+        self._aborting = False
         self._queued: collections.deque[bytes] = collections.deque()
         self._upload_started: dict[int, float] = {}
         super().__init__(conn, server, ioloop)
@@ -502,21 +516,33 @@ class ControlHandler(TLS_FTPHandler):
             return self.respond("450 Can't APPE while REST request is pending.")
         self.ftp_STOR(file, mode="a")
 
+    def ftp_ABOR(self, line: str) -> None:
+        self._aborting = True
+        try:
+            super().ftp_ABOR(line)
+        finally:
+            self._aborting = False
+
     def ftp_STOU(self, line: str) -> None:
         self.respond("502 STOU is not supported; use STOR with a name.")
 
     def upload_closed(self, upload: UploadFile, *, completed: bool,
                       refusal: PortsideError | None, reply: str | None) -> None:
-        """Finish, keep as resumable, or drop an upload, then send the final reply."""
+        """Finish, keep as resumable, or drop an upload, then send the final reply.
+
+        After ABOR the final replies are ABOR's own (426 then 226): none is added here.
+        """
         self._busy = True
         if refusal is not None:
             self.defer(lambda: upload.upload.abort(str(refusal)),
                        lambda _r, _e: self.respond(reply or replies.for_error(refusal)))
             return
         if not completed:
+            aborted = self._aborting
             self.defer(lambda: upload.upload.interrupt("connection closed before the end"),
-                       lambda _r, _e: self.respond("426 Transfer aborted; the part received "
-                                                   "is kept: resume with REST or APPE."))
+                       lambda _r, _e: aborted or self.respond(
+                           "426 Transfer aborted; the part received is kept: resume with "
+                           "REST or APPE."))
             return
 
         def then(stored: Any, error: BaseException | None) -> None:

@@ -119,10 +119,16 @@ def _count(action: str, outcome: str, protocol: str, details: dict[str, Any]) ->
         FTPS_SESSIONS.dec()
 
 
-def clear_directory() -> int:
-    """Remove every process's metric files (call before starting processes); return how many."""
+def clear_directory(*, this_host_only: bool = False) -> int:
+    """Remove metric files before starting processes (all, or this host's); return how many.
+
+    `this_host_only` suits containers that share the folder: each clears its own at start.
+    """
     removed = 0
     for path in DIRECTORY.glob("*.db"):
+        identity = _file_identity(path)
+        if this_host_only and (identity is None or identity[0] != _host()):
+            continue
         path.unlink(missing_ok=True)
         removed += 1
     return removed

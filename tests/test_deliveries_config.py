@@ -239,7 +239,11 @@ def test_a_suspended_partner_pauses_its_deliveries(cast, stock, broker):
     [delivery] = routing.route_file(store(cast.partner.user, "/p.csv", b"p").pk)
     Partner.objects.filter(pk=made.partner_id).update(status=Partner.Status.SUSPENDED)
     assert runner.claim(delivery.pk) is None
+    Delivery.objects.update(enqueued_at=None)  # as if its message was lost long ago
+    broker.sent.clear()
+    assert runner.sweep() == 0  # the sweeper leaves paused deliveries alone
     Partner.objects.filter(pk=made.partner_id).update(status=Partner.Status.ACTIVE)
+    assert runner.sweep() == 1
     broker.drain()
     delivery.refresh_from_db()
     assert delivery.status == Delivery.Status.DELIVERED
@@ -290,3 +294,24 @@ def test_secrets_are_resealed_under_a_new_master_key(monkeypatch):
     assert secrets.key_id_of(made.password_secret) == new_key.key_id
     assert endpoint_connection.remote_server(made).password == "s3cret-Password!"
 
+
+
+@pytest.mark.django_db(transaction=True)
+def test_sweeper_routes_a_file_whose_message_was_lost_but_not_one_from_a_pause(
+        cast, stock, broker, settings):
+    import time
+
+    settings.DELIVERY_PENDING_GRACE = 1
+    server = stock()
+    route = arrival_route(stock_endpoint(server, partner_named("Bank Ltd")), cast.partner.user)
+    services.update_route(route, origin=ADMIN, enabled=False)
+    store(cast.partner.user, "/paused.csv", b"arrived while the route was off")
+    services.update_route(route, origin=ADMIN, enabled=True)
+    store(cast.partner.user, "/lost.csv", b"its routing message never came")
+    assert runner.sweep() == 0  # not settled yet: the message may still be on its way
+    time.sleep(1.1)
+    assert runner.sweep() == 1
+    broker.drain()
+    assert list(Delivery.objects.values_list("local_path", "status")) == [
+        ("/lost.csv", "delivered")]
+    assert runner.sweep() == 0

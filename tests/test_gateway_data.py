@@ -193,3 +193,19 @@ def test_active_mode_before_prot_p_is_refused(cast, active_gateway):
         assert reply(ftp, "PORT 127,0,0,1,195,80").startswith("534")
     finally:
         ftp.close()
+
+
+def test_data_connection_from_another_address_is_refused(cast, gateway):
+    ftp = login(gateway.explicit_port, cast.partner.username, cast.partner.password)
+    try:
+        port = _passive_port(reply(ftp, "PASV"))
+        intruder = socket.create_connection(("127.0.0.1", port), timeout=5,
+                                            source_address=("127.0.0.2", 0))
+        try:
+            answer = ftp.getmultiline()
+        finally:
+            intruder.close()
+        assert answer.startswith("425") and "foreign address" in answer
+        assert ftp.nlst() == []  # the passive port stays open for the real client
+    finally:
+        ftp.quit()

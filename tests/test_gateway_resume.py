@@ -168,3 +168,19 @@ def test_rest_beyond_the_end_of_a_download_is_refused(alice):
     StoredFile.objects.filter(path="/small.txt").update(state=FileState.READY)
     alice.sendcmd("REST 6")
     assert reply(alice, "RETR small.txt").startswith("553")
+
+
+def test_abor_during_an_upload_replies_426_then_226_and_keeps_the_part(alice):
+    conn = alice.transfercmd("STOR big.bin")
+    try:
+        conn.sendall(DATA[:CUT])
+        until(lambda: "Total bytes received: 0\n" not in alice.sendcmd("STAT"),
+              what="the server receiving the first bytes")
+        alice.putcmd("ABOR")
+        replies = (alice.getmultiline(), alice.getmultiline())
+    finally:
+        conn.close()
+    assert (replies[0][:3], replies[1][:3]) == ("426", "226"), replies
+    assert alice.voidcmd("NOOP").startswith("200")  # no stray reply left behind
+    assert 0 < alice.size("big.bin") <= CUT
+    assert _partial("big.bin").size == alice.size("big.bin")

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import ipaddress
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
@@ -18,7 +21,7 @@ from accounts.services import LoginAttempt
 from audit.events import Origin
 from mft.errors import LoginRefused
 from monitoring.collectors import signature_date
-from tests import certs
+from tests import certs, ftps_client
 from tests.live_worker import ROOT
 from transfers import uploads
 from transfers.models import FileState, StoredFile
@@ -166,3 +169,47 @@ def test_live_gauges_count_only_processes_still_running(admin_client):
     finally:
         child.communicate("", timeout=60)
     assert value(scrape(admin_client), "portside_ftps_sessions") == before
+
+
+def _until(check: Callable[[], bool], timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.1)
+
+
+def test_metrics_follow_a_real_ftps_session(cast, admin_client, gateway):
+    """Sessions, logins, bytes in: scraped and parsed around a real upload."""
+    before = scrape(admin_client)
+    ftp = ftps_client.login(gateway.explicit_port, "alice", cast.partner.password)
+    try:
+        ftp.storbinary("STOR metered.csv", io.BytesIO(b"m" * 4096))
+        _until(lambda: value(scrape(admin_client), "portside_transfers_total", direction="in",
+                             outcome="success")
+               > value(before, "portside_transfers_total", direction="in", outcome="success"))
+        during = scrape(admin_client)
+        assert value(during, "portside_ftps_sessions") - value(before, "portside_ftps_sessions") \
+            == 1
+    finally:
+        ftp.quit()
+    _until(lambda: value(scrape(admin_client), "portside_ftps_sessions")
+           == value(before, "portside_ftps_sessions"))
+    after = scrape(admin_client)
+    assert (value(after, "portside_logins_total", protocol="ftps", outcome="success")
+            - value(before, "portside_logins_total", protocol="ftps", outcome="success") == 1)
+    assert (value(after, "portside_transfer_bytes_total", direction="in")
+            - value(before, "portside_transfer_bytes_total", direction="in") == 4096)
+
+
+def test_clearing_this_hosts_metric_files_leaves_other_hosts(tmp_path, monkeypatch):
+    from mft import metrics
+
+    monkeypatch.setattr(metrics, "DIRECTORY", tmp_path)
+    host = metrics.process_identity(1).rsplit("-", 1)[0]
+    names = [f"counter_{host}-1.db", f"gauge_livesum_{host}-2.db", "counter_other-host-3.db"]
+    for name in names:
+        (tmp_path / name).write_bytes(b"")
+    assert metrics.clear_directory(this_host_only=True) == 2
+    assert [p.name for p in tmp_path.iterdir()] == ["counter_other-host-3.db"]
+    assert metrics.clear_directory() == 1
+    assert list(tmp_path.iterdir()) == []

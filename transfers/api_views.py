@@ -46,6 +46,8 @@ def _upload_owner(request: Request) -> User:
         return request.user  # type: ignore[return-value]
     if not holds(request, "admin"):
         raise PermissionDenied("only the admin scope may upload into another user's folder")
+    if "\x00" in username or len(username) > 150:
+        raise NotFound("no such user")
     owner = limit_to_partner(User.objects.filter(username=username), request).first()
     if owner is None:
         raise NotFound(f"no user {username[:150]!r}")

@@ -19,7 +19,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 from accounts.models import User
-from transfers import atrest, storage
+from transfers import atrest, signals, storage
 
 
 @dataclass(frozen=True)
@@ -84,4 +84,5 @@ def rotate() -> RotationReport:
     os.link(current_path, old_path)
     os.replace(next_path, current_path)
     storage.master_key.cache_clear()
+    signals.master_key_rotated.send(sender=RotationReport, key_id=new.key_id)
     return RotationReport(rewrapped, already, new.key_id)

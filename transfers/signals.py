@@ -12,3 +12,5 @@ file_ready = Signal()
 file_quarantined = Signal()
 # Sent with `stored_file` and `reason` when a file is held or rejected.
 file_stopped = Signal()
+# Sent after the master key was rotated: apps holding secrets sealed under it re-seal them.
+master_key_rotated = Signal()

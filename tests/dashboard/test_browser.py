@@ -28,6 +28,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from accounts import services
 from accounts.models import User
+from audit import chain
 from audit.models import AuditEvent
 from ftps_gateway.certificate import sha256_fingerprint
 from mft import bootstrap
@@ -166,6 +167,19 @@ def test_main_menu_is_usable_with_the_keyboard(page, cast):
     _wait(page, ec.url_contains("/files/"))
     current = page.find_element(By.CSS_SELECTOR, "#main-menu a[aria-current=page]")
     assert current.text == "Files"
+
+
+def test_audit_log_filters_and_verifies_the_chain_in_place(page, cast):
+    chain.append(actor="carol", action="partner.update", outcome="success")
+    _sign_in_as(page, cast.admin.user)
+    _go(page, "/audit/")
+    page.find_element(By.ID, "verify-chain").click()
+    outcome = _wait(page, ec.presence_of_element_located((By.ID, "verify-outcome")))
+    assert "Chain intact" in outcome.text and page.current_url.endswith("/audit/")
+    _type(page, "actor", "carol")
+    _wait(page, ec.url_contains("actor=carol"))
+    _wait(page, lambda b: "user.create" not in b.find_element(By.ID, "audit-table").text)
+    assert "partner.update" in page.find_element(By.ID, "audit-table").text
 
 
 def _luminance(css_colour: str) -> float:
