@@ -20,6 +20,7 @@ from accounts.permissions import (
     holds,
     limit_to_partner,
     require_admin_unless_own,
+    require_may_manage,
     require_own_partner,
 )
 from mft.errors import NotFound
@@ -30,6 +31,7 @@ _NO_BODY = OpenApiResponse(description="done; no body")
 
 @extend_schema_view(list=extend_schema(summary="List partners"),
                     retrieve=extend_schema(summary="Show a partner"))
+@extend_schema(tags=["partners"])
 class PartnerViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, PortsideViewSet):
     """Trading partners. A partner-scoped token sees only its own."""
 
@@ -66,6 +68,7 @@ class PartnerViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, PortsideV
 
 @extend_schema_view(list=extend_schema(summary="List users"),
                     retrieve=extend_schema(summary="Show a user"))
+@extend_schema(tags=["users"])
 class UserViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, PortsideViewSet):
     """Users. A partner-scoped token sees only its partner's; only the admin scope changes."""
 
@@ -74,6 +77,12 @@ class UserViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, PortsideView
 
     def get_queryset(self) -> QuerySet[User]:
         return limit_to_partner(User.objects.select_related("partner"), self.request)
+
+    def _target(self) -> User:
+        """Return the user named in the URL, if the caller may manage it."""
+        user = self.get_object()
+        require_may_manage(self.request, user)
+        return user
 
     @extend_schema(summary="Create a user (password given, generated, or none)",
                    request=s.UserCreateSerializer, responses={201: s.NewUserSerializer})
@@ -90,32 +99,33 @@ class UserViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, PortsideView
                    request=s.UserSettingsSerializer, responses={200: s.UserSerializer})
     def partial_update(self, request: Request, pk: str) -> Response:
         fields = validated(s.UserSettingsSerializer, request, partial=True)
-        user = users.update_user(self.get_object(), origin=origin_of(request), **fields)
+        user = users.update_user(self._target(), origin=origin_of(request), **fields)
         return Response(s.UserSerializer(user).data)
 
     @extend_schema(summary="Enable a user", request=None, responses={200: s.UserSerializer})
     @action(detail=True, methods=["post"])
     def enable(self, request: Request, pk: str) -> Response:
-        user = users.set_active(self.get_object(), True, origin=origin_of(request))
+        user = users.set_active(self._target(), True, origin=origin_of(request))
         return Response(s.UserSerializer(user).data)
 
     @extend_schema(summary="Disable a user: logins and tokens are refused",
                    request=None, responses={200: s.UserSerializer})
     @action(detail=True, methods=["post"])
     def disable(self, request: Request, pk: str) -> Response:
-        user = users.set_active(self.get_object(), False, origin=origin_of(request))
+        user = users.set_active(self._target(), False, origin=origin_of(request))
         return Response(s.UserSerializer(user).data)
 
     @extend_schema(summary="Reset a user's password to a generated one, shown once",
                    request=None, responses={200: s.PasswordResetSerializer})
     @action(detail=True, methods=["post"], url_path="reset-password")
     def reset_password(self, request: Request, pk: str) -> Response:
-        user, secret = users.reset_password(self.get_object(), origin=origin_of(request))
+        user, secret = users.reset_password(self._target(), origin=origin_of(request))
         return Response({"username": user.username, "password": secret})
 
 
 @extend_schema_view(list=extend_schema(summary="List API tokens (never their secrets)"),
                     retrieve=extend_schema(summary="Show an API token (never its secret)"))
+@extend_schema(tags=["tokens"])
 class ApiTokenViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, PortsideViewSet):
     """API tokens: a caller sees its own; the admin scope sees (its partner's) all."""
 
@@ -136,6 +146,7 @@ class ApiTokenViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Portside
         owner: User = fields.pop("user", None) or request.user  # type: ignore[assignment]
         if not limit_to_partner(User.objects.filter(pk=owner.pk), request).exists():
             raise NotFound("no such user")
+        require_may_manage(request, owner)
         made = tokens.create_api_token(owner, origin=origin_of(request), **fields)
         body = {**s.ApiTokenSerializer(made.token).data, "secret": made.secret}
         return Response(body, status=status.HTTP_201_CREATED)
@@ -152,6 +163,7 @@ class ApiTokenViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Portside
 
 @extend_schema_view(list=extend_schema(summary="List client certificates"),
                     retrieve=extend_schema(summary="Show a client certificate"))
+@extend_schema(tags=["certificates"])
 class ClientCertificateViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
                                PortsideViewSet):
     """Partners' X.509 client certificates (and CAs), parsed and validated on upload."""
@@ -181,6 +193,7 @@ class ClientCertificateViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
 
 @extend_schema_view(list=extend_schema(summary="List partners' PGP public keys"),
                     retrieve=extend_schema(summary="Show a PGP public key"))
+@extend_schema(tags=["pgp-keys"])
 class PgpKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, PortsideViewSet):
     """Partners' OpenPGP public keys, vetted on upload (expiry, revocation, strength)."""
 
@@ -207,6 +220,7 @@ class PgpKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, PortsideVi
 
 @extend_schema_view(list=extend_schema(summary="List bans"),
                     retrieve=extend_schema(summary="Show a ban"))
+@extend_schema(tags=["bans"])
 class BanViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, PortsideViewSet):
     """Addresses banned after repeated failed logins (install-wide)."""
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import NoReturn
 
 from django.db import transaction
-from django_otp import devices_for_user, user_has_device
+from django_otp import devices_for_user
 from django_otp.models import Device
 from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
@@ -33,8 +33,9 @@ def required(user: User) -> bool:
 
 
 def enrolled(user: User) -> bool:
-    """Return True when the user has a confirmed authenticator."""
-    return bool(user_has_device(user, confirmed=True))
+    """Return True when the user has a confirmed authenticator (recovery codes alone are
+    not one: a user left with only those enrols a new authenticator)."""
+    return TOTPDevice.objects.filter(user=user, confirmed=True).exists()
 
 
 def recovery_codes_left(user: User) -> int:
@@ -44,7 +45,7 @@ def recovery_codes_left(user: User) -> int:
 
 def begin_enrolment(user: User) -> TOTPDevice:
     """Return a new, unconfirmed authenticator for the user (replacing an unfinished one)."""
-    if TOTPDevice.objects.filter(user=user, confirmed=True).exists():
+    if enrolled(user):
         raise Conflict("an authenticator is already enrolled for this account")
     with transaction.atomic():
         TOTPDevice.objects.filter(user=user, confirmed=False).delete()

@@ -78,6 +78,13 @@ def require_admin_unless_own(request: Request, owner_id: int | None) -> None:
         raise PermissionDenied("only the admin scope may act on another user's objects")
 
 
+def require_may_manage(request: Request, target: User) -> None:
+    """Refuse changing an administrator, or acting as one, unless the caller is one: an API
+    client's admin scope does not reach the people who administer the install."""
+    if target.role == User.Role.ADMIN and getattr(request.user, "role", None) != User.Role.ADMIN:
+        raise PermissionDenied("only an administrator may manage an administrator's account")
+
+
 class ActionScope(BasePermission):
     """Demand the scope a view names for the action, and refuse install-wide actions to
     partner-limited callers.

@@ -29,6 +29,7 @@ def _export_schema(media_type: str) -> Any:
 
 @extend_schema_view(list=extend_schema(summary="List audit events"),
                     retrieve=extend_schema(summary="Show an audit event"))
+@extend_schema(tags=["audit"])
 class AuditEventViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, PortsideViewSet):
     """The hash-chained audit log (install-wide: closed to partner-scoped callers)."""
 

@@ -28,6 +28,7 @@ import math
 import os
 import random
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -206,6 +207,11 @@ class Portside:
         return self.data_dir / "tls" / "server.crt"
 
     @property
+    def migrated_db(self) -> Path:
+        """A copy of the database taken right after ``migrate`` (no rows yet)."""
+        return self.data_dir / "migrated.sqlite3"
+
+    @property
     def target_file(self) -> Path:
         """JSON the client processes read: address, credentials, CA (no secrets in argv)."""
         return self.data_dir / "bench-target.json"
@@ -351,6 +357,8 @@ def platform(ctx: Context, name: str, *, broker: str = "filesystem://",
     })
     try:
         ps.manage("migrate", "--noinput", "-v", "0")
+        with contextlib.suppress(OSError):  # a migrated, empty database for other uses
+            shutil.copyfile(data_dir / "portside.sqlite3", data_dir / "migrated.sqlite3")
         ps.manage("bootstrap")
         made = ps.manage("create_partner_user", ps.username, "--partner", "Bench Partner",
                          "--generate-password")

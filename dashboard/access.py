@@ -15,7 +15,8 @@ from urllib.parse import urlencode
 from django.conf import settings
 from django.contrib.auth import logout
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, HttpResponseRedirect
-from django.shortcuts import redirect, render
+from django.shortcuts import render
+from django.urls import reverse
 
 from accounts import mfa, passwords
 from accounts.models import User
@@ -66,14 +67,18 @@ def is_htmx(request: HttpRequest) -> bool:
     return request.headers.get("HX-Request") == "true"
 
 
-def _to_login(request: HttpRequest) -> HttpResponse:
-    """Send the browser to the login page, coming back here afterwards."""
-    target = f"{settings.LOGIN_URL}?{urlencode({'next': request.get_full_path()})}"
+def _send_to(request: HttpRequest, target: str) -> HttpResponse:
+    """Redirect the browser; an htmx request is told to load the whole page there."""
     if is_htmx(request):
         response = HttpResponse(status=204)
         response["HX-Redirect"] = target
         return response
     return HttpResponseRedirect(target)
+
+
+def _to_login(request: HttpRequest) -> HttpResponse:
+    """Send the browser to the login page, coming back here afterwards."""
+    return _send_to(request, f"{settings.LOGIN_URL}?{urlencode({'next': request.get_full_path()})}")
 
 
 def _refusal(request: HttpRequest, capability: str) -> HttpResponse:
@@ -102,7 +107,7 @@ def requires(capability: str, *, allow_password_change: bool = False) -> Callabl
                 logout(request)
                 return _to_login(request)
             if not allow_password_change and password_change_due(user):
-                return redirect("dashboard:password")
+                return _send_to(request, reverse("dashboard:password"))
             if capability not in CAPABILITIES[str(user.role)]:
                 return _refusal(request, capability)
             return view(request, *args, **kwargs)

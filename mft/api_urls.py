@@ -4,6 +4,7 @@ from rest_framework.routers import SimpleRouter
 
 from accounts import api_views as accounts
 from audit import api_views as audit
+from deliveries import api_views as deliveries
 from transfers import api_views as transfers
 
 router = SimpleRouter()
@@ -14,6 +15,10 @@ router.register("pgp-keys", accounts.PgpKeyViewSet, basename="pgp-key")
 router.register("tokens", accounts.ApiTokenViewSet, basename="token")
 router.register("bans", accounts.BanViewSet, basename="ban")
 router.register("files", transfers.StoredFileViewSet, basename="file")
+router.register("endpoints", deliveries.PartnerEndpointViewSet, basename="endpoint")
+router.register("routes", deliveries.RouteViewSet, basename="route")
+router.register("pulls", deliveries.PullViewSet, basename="pull")
+router.register("deliveries", deliveries.DeliveryViewSet, basename="delivery")
 router.register("audit-events", audit.AuditEventViewSet, basename="audit-event")
 
 urlpatterns = router.urls

@@ -14,8 +14,6 @@ from django.conf import settings
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
-from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import choose_encoder
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.permissions import BasePermission
 from rest_framework.renderers import JSONRenderer
@@ -24,9 +22,8 @@ from rest_framework.views import APIView
 
 from accounts.api_auth import BearerTokenAuthentication, client_ip
 from accounts.permissions import holds
-from mft import metrics
 from mft.viewsets import FirstRenderer
-from monitoring.collectors import DatabaseCollector
+from monitoring.exposition import exposition
 
 
 def address_allowed(address: str | None) -> bool:
@@ -51,28 +48,6 @@ class MetricsAccess(BasePermission):
             return True
         return bool(request.user and request.user.is_authenticated
                     and holds(request, "admin"))
-
-
-def _alive_elsewhere() -> list[str]:
-    """Return `host:pid` of every process with a recent heartbeat (any host)."""
-    from mft import heartbeat
-    from mft.models import ProcessHeartbeat
-
-    names = []
-    for kind in ProcessHeartbeat.Kind.values:
-        for row in heartbeat.alive(kind):
-            host, _, pid = row.name.partition("@")[2].rpartition(":")
-            names.append(f"{host.replace('_', '-')}:{pid}")
-    return names
-
-
-def exposition(accept: str) -> tuple[bytes, str]:
-    """Return every process's counters and the database's gauges, encoded for the scraper."""
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(metrics.ProcessFilesCollector(_alive_elsewhere()))
-    registry.register(DatabaseCollector())
-    encoder, content_type = choose_encoder(accept)
-    return encoder(registry), content_type
 
 
 class MetricsView(APIView):

@@ -20,6 +20,7 @@ from typing import Any
 
 from notifications import services
 from notifications.models import OutboundEvent
+from transfers.models import FileState
 
 FILE_READY = "file.ready"
 FILE_QUARANTINED = "file.quarantined"
@@ -70,8 +71,6 @@ def file_quarantined(stored: Any) -> OutboundEvent:
 
 def file_stopped(stored: Any, reason: str) -> OutboundEvent:
     """Alert that a file was held for an admin, or rejected."""
-    from transfers.models import FileState
-
     rejected = stored.state == FileState.REJECTED
     event, verb = (FILE_REJECTED, "rejected") if rejected else (FILE_HELD, "held")
     return services.notify(

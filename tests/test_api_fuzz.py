@@ -19,6 +19,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from accounts.models import ApiToken, Ban
+from deliveries import services
 from tests import certs
 from tests.api_client import fresh_throttles, set_state, store, token_for  # noqa: F401
 from transfers.models import FileState
@@ -75,7 +76,13 @@ def world(cast, settings, tmp_path) -> dict[str, Any]:
     ban = Ban.objects.create(address="192.0.2.1", reason="x",
                              expires_at=timezone.now() + timedelta(hours=1))
     held = set_state(store(cast.partner.user, "/held.txt"), FileState.HELD)
+    endpoint = services.create_endpoint(partner=cast.partner.user.partner, name="e",
+                                        host="ftp.acme.example", username="u",
+                                        password="s3cret-Pass", pinned_sha256="ab" * 32)
+    route = services.create_route(name="r", endpoint=endpoint, source_user=cast.partner.user)
     return {
+        "endpoint": endpoint.pk,
+        "route": route.pk,
         "client": admin,
         "partner": cast.partner.user.partner.pk,
         "user": cast.partner.user.pk,
@@ -108,6 +115,26 @@ def _json_endpoints(w: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
         ("post", "/api/v1/tokens/", {"user": w["user"], "name": "n", "scopes": ["read"],
                                      "expires_at": "2099-01-01T00:00:00Z",
                                      "allowed_ips": ["10.0.0.1"]}),
+        ("post", "/api/v1/endpoints/", {"partner": w["partner"], "name": "f", "host": "h",
+                                        "username": "u", "password": "p",
+                                        "pinned_sha256": "ab" * 32, "port": 21,
+                                        "tls_mode": "explicit", "client_cert_pem": "",
+                                        "client_key_pem": "", "ca_bundle_pem": "",
+                                        "remote_folder": "/", "timeout_seconds": 5,
+                                        "max_connections": 1, "enabled": True}),
+        ("patch", f"/api/v1/endpoints/{w['endpoint']}/", {"host": "h2", "port": 990,
+                                                           "password": "p2"}),
+        ("post", "/api/v1/routes/", {"name": "r2", "endpoint": w["endpoint"],
+                                     "source_user": w["user"], "source_folder": "/",
+                                     "filename_pattern": "*.csv", "trigger": "schedule",
+                                     "cron": "0 * * * *", "time_zone": "UTC",
+                                     "window_start": "08:00", "window_end": "18:00",
+                                     "pgp_encrypt": False, "pgp_key": None}),
+        ("patch", f"/api/v1/routes/{w['route']}/", {"cron": "0 * * * *", "enabled": False}),
+        ("post", "/api/v1/pulls/", {"name": "p", "endpoint": w["endpoint"],
+                                    "local_user": w["user"], "cron": "*/5 * * * *",
+                                    "after_download": "move", "move_to_folder": "/done",
+                                    "max_files_per_run": 5, "time_zone": "Europe/Paris"}),
         ("post", f"/api/v1/files/{w['file']}/release/", {"reason": "r"}),
         ("post", f"/api/v1/files/{w['file']}/discard/", {"reason": "r"}),
     ]
@@ -122,6 +149,10 @@ def _action_paths(w: dict[str, Any]) -> list[tuple[str, str]]:
         ("get", "/api/v1/files/{}/content/"), ("delete", "/api/v1/partners/{}/"),
         ("delete", "/api/v1/certificates/{}/"), ("delete", "/api/v1/pgp-keys/{}/"),
         ("patch", "/api/v1/users/{}/"), ("get", "/api/v1/audit-events/{}/"),
+        ("post", "/api/v1/deliveries/{}/resend/"), ("post", "/api/v1/deliveries/{}/cancel/"),
+        ("post", "/api/v1/deliveries/{}/retry/"), ("get", "/api/v1/deliveries/{}/attempts/"),
+        ("delete", "/api/v1/endpoints/{}/"), ("delete", "/api/v1/routes/{}/"),
+        ("patch", "/api/v1/pulls/{}/"),
     ]
 
 
@@ -187,10 +218,13 @@ LIST_QUERIES = ["page=abc", "page=0", "page=99999", "page_size=-1", "page_size=9
                 "source_ip=999.1.1.1", "object_id=%00", "actor=" + "a" * 5000,
                 "active=maybe", "address=nope", "user=abc", "is_ca=2", "revoked=x",
                 "expires_before=x", "role=god", "is_active=%00", "path=%00",
-                "outcome=%F0%9F%92%A9"]
+                "outcome=%F0%9F%92%A9", "file=" + "9" * 30, "file=abc", "status=nope",
+                "direction=sideways", "endpoint=abc", "route=-1", "trigger=x"]
 LISTS = ["/api/v1/partners/", "/api/v1/users/", "/api/v1/certificates/", "/api/v1/pgp-keys/",
          "/api/v1/tokens/", "/api/v1/bans/", "/api/v1/files/", "/api/v1/audit-events/",
-         "/api/v1/audit-events/export/csv/", "/api/v1/audit-events/export/jsonl/"]
+         "/api/v1/audit-events/export/csv/", "/api/v1/audit-events/export/jsonl/",
+         "/api/v1/endpoints/", "/api/v1/routes/", "/api/v1/pulls/", "/api/v1/deliveries/",
+         "/api/v1/deliveries/export/csv/"]
 
 
 def test_junk_query_strings_never_cause_a_server_error(world):

@@ -188,3 +188,18 @@ def test_users_filter_by_partner_and_role(cast):
     response = client_for(cast.admin.user, "read").get(
         f"/api/v1/users/?partner={cast.outsider.user.partner.pk}&role=partner")
     assert [row["username"] for row in response.json()["results"]] == ["mallory"]
+
+
+def test_an_api_client_cannot_disable_an_administrator(cast):
+    robot = make_user("erp", "api")
+    response = client_for(robot, "admin").post(f"/api/v1/users/{cast.admin.user.pk}/disable/")
+    assert response.status_code == 403
+    cast.admin.user.refresh_from_db()
+    assert cast.admin.user.is_active
+
+
+def test_an_api_client_cannot_mint_a_token_for_an_administrator(cast):
+    robot = make_user("erp", "api")
+    response = client_for(robot, "admin").post(
+        "/api/v1/tokens/", {"scopes": ["admin"], "user": cast.admin.user.pk}, format="json")
+    assert response.status_code == 403

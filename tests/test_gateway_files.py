@@ -386,3 +386,26 @@ def test_large_upload_round_trips(connect, implicit):
     received = bytearray()
     alice.retrbinary("RETR blob.bin", received.extend)
     assert hashlib.sha256(received).digest() == hashlib.sha256(blob).digest()
+
+
+def test_mkd_in_a_missing_folder_is_refused(alice):
+    answer = reply(alice, "MKD missing/inbox")
+    assert answer == "550 Folder /missing does not exist."
+
+
+def test_rename_into_a_missing_folder_is_refused(uploaded):
+    uploaded.sendcmd("RNFR orders.csv")
+    assert reply(uploaded, "RNTO missing/orders.csv") == "550 Folder /missing does not exist."
+    assert StoredFile.objects.get().path == "/orders.csv"
+
+
+def test_rename_of_a_folder_into_itself_is_refused(alice):
+    alice.mkd("inbox")
+    alice.sendcmd("RNFR inbox")
+    assert reply(alice, "RNTO inbox/sub").startswith("553")
+
+
+def test_upload_into_a_missing_folder_is_refused_before_any_byte(alice, cast):
+    assert reply(alice, "STOR missing/orders.csv") == "550 Folder /missing does not exist."
+    temp = Path(cast.partner.user.home_dir) / ".portside-tmp"
+    assert not temp.exists() or not any(temp.iterdir())

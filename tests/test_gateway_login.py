@@ -244,6 +244,36 @@ def test_user_without_ftps_protocol_is_refused(cast, gateway):
     assert reason == "protocol ftps not allowed for this user"
 
 
+def test_admin_cannot_log_in_over_ftps(cast, gateway):
+    answer = _try_login(gateway.explicit_port, cast.admin.username, cast.admin.password)
+    assert answer.startswith("530")
+    reason = wait_for_event(action="login", outcome="failure").details["reason"]
+    assert reason == "protocol ftps not allowed for this user"
+
+
+def test_third_failed_login_disconnects(cast, gateway):
+    ftp = _secured(gateway.explicit_port, implicit=False)
+    try:
+        answers = []
+        for _ in range(3):
+            reply(ftp, "USER alice")
+            answers.append(reply(ftp, "PASS wrong-password"))
+        assert answers[:2] == ["530 Login incorrect."] * 2
+        assert answers[2] == "530 Login incorrect. Disconnecting."
+        with pytest.raises((EOFError, OSError)):
+            ftp.voidcmd("NOOP")
+    finally:
+        ftp.close()
+
+
+def test_pass_before_user_is_refused(cast, gateway):
+    ftp = _secured(gateway.explicit_port, implicit=False)
+    try:
+        assert reply(ftp, f"PASS {cast.partner.password}").startswith("503")
+    finally:
+        ftp.close()
+
+
 # --- bans -------------------------------------------------------------------------------------
 
 

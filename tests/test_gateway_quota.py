@@ -1,4 +1,5 @@
-"""End-to-end: quotas hold while bytes arrive, for one upload and for several at once."""
+"""End-to-end: quotas and upload limits hold while bytes arrive, for one upload and for
+several at once."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from django.test import override_settings
 
 from accounts.models import User
 from tests.audit_log import wait_for_event
@@ -184,3 +186,27 @@ def test_file_count_quota_allows_replacing_a_file(cast, gateway):
         assert _upload(ftp, "a.txt", b"two").startswith("226")
     finally:
         ftp.quit()
+
+
+@override_settings(MAX_FILE_BYTES=QUOTA)
+def test_upload_over_the_file_size_limit_is_refused_with_553(cast, gateway):
+    ftp = login(gateway.explicit_port, cast.partner.username, cast.partner.password)
+    try:
+        answer = _upload(ftp, "big.bin", os.urandom(QUOTA + 200_000))
+        assert answer == f"553 File larger than the limit of {QUOTA} bytes."
+        assert ftp.nlst() == []
+    finally:
+        ftp.quit()
+    assert _leftovers(cast) == []
+    assert not StoredFile.objects.filter(state__in=LIVE_STATES).exists()
+
+
+@override_settings(UPLOAD_DENY_PATTERNS=["*.exe"])
+def test_denied_file_name_is_refused_before_any_byte(cast, gateway):
+    ftp = login(gateway.explicit_port, cast.partner.username, cast.partner.password)
+    try:
+        answer = reply(ftp, "STOR setup.EXE")
+        assert answer == "553 File names matching *.exe are not accepted."
+    finally:
+        ftp.quit()
+    assert wait_for_event(action="upload", outcome="failure", details__path="/setup.EXE")

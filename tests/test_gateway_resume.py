@@ -40,8 +40,9 @@ def _partial(name: str) -> StoredFile:
 
 @pytest.fixture
 def alice(cast, gateway):
-    """Alice, logged in over explicit FTPS."""
+    """Alice, logged in over explicit FTPS, binary type."""
     ftp = login(gateway.explicit_port, cast.partner.username, cast.partner.password)
+    ftp.voidcmd("TYPE I")
     yield ftp
     ftp.close()
 

@@ -57,6 +57,7 @@ def _upload_owner(request: Request) -> User:
 _RAW_BODY = {"application/octet-stream": {"type": "string", "format": "binary"}}
 
 
+@extend_schema(tags=["files"])
 class StoredFileViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, PortsideViewSet):
     """Stored files: list and filter, metadata, download, upload, admin review."""
 

@@ -121,6 +121,9 @@ def rename(user: User, source: str, target: str, *, origin: Origin) -> None:
         raise PermissionDenied("the home folder cannot be renamed")
     if real_dst.is_dir():
         raise Conflict("a folder has the target name")
+    if dst.startswith(src + "/"):
+        raise InvalidInput("a folder cannot be moved into itself")
+    _require_parent(dst, real_dst)
     with transaction.atomic():
         replaced = live_file(user, dst) if real_dst.exists() else None
         if real_dst.exists():
@@ -133,6 +136,13 @@ def rename(user: User, source: str, target: str, *, origin: Origin) -> None:
         os.replace(real_src, real_dst)
         events.file_event(origin=origin, action="rename", path=src,
                           details={"to": dst, "replaced": replaced is not None})
+
+
+def _require_parent(clean: str, real: Path) -> None:
+    """Refuse a new name in a folder that does not exist."""
+    if not real.parent.is_dir():
+        folder = clean.rsplit("/", 1)[0] or "/"
+        raise NotFound(f"folder {folder} does not exist")
 
 
 def _move_records(user: User, src: str, dst: str, real_dst: Path, *, is_dir: bool) -> None:
@@ -153,6 +163,7 @@ def make_dir(user: User, virtual: str, *, origin: Origin) -> str:
     clean, real = resolve(user, virtual)
     if real.exists():
         raise Conflict("already exists")
+    _require_parent(clean, real)
     real.mkdir()
     events.file_event(origin=origin, action="mkdir", path=clean)
     return clean

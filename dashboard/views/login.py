@@ -27,7 +27,7 @@ from accounts.models import User
 from dashboard import qr
 from dashboard.access import client_ip, is_dashboard_user, origin_of
 from dashboard.forms import CodeForm, EnrolForm, LoginForm
-from mft.errors import InvalidInput, LoginRefused, PortsideError
+from mft.errors import LoginRefused, PortsideError
 
 PENDING = "dashboard.pending_login"
 PENDING_SECONDS = 300
@@ -137,7 +137,7 @@ def enrol(request: HttpRequest) -> HttpResponse:
         try:
             enrolment = mfa.confirm_enrolment(user, form.cleaned_data["code"],
                                               origin=origin_of(request))
-        except (InvalidInput, PortsideError) as exc:
+        except PortsideError as exc:
             form.add_error("code", str(exc))
         else:
             _finish(request, user, enrolment.device)
