@@ -12,6 +12,7 @@ from django.http import HttpRequest
 from accounts import bans
 from accounts.models import ApiToken, Ban, ClientCertificate, Partner, PgpKey, User
 from audit.events import Origin
+from mft import client_address
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
@@ -65,7 +66,7 @@ class BanAdmin(ReadOnlyAdmin):
     @admin.action(description="Lift the selected bans")
     def lift(self, request: HttpRequest, queryset: QuerySet[Ban]) -> None:
         """Lift bans through the service, which audits each one."""
-        origin = Origin(source_ip=request.META.get("REMOTE_ADDR"), protocol="web").as_user(
+        origin = Origin(source_ip=client_address.client_ip(request), protocol="web").as_user(
             request.user)
         for ban in queryset.filter(lifted_at__isnull=True):
             bans.lift_ban(ban, origin=origin)

@@ -12,12 +12,13 @@ from accounts import tokens
 from accounts.models import ApiToken
 from audit import events
 from audit.events import Origin
+from mft import client_address
 from mft.errors import LoginRefused
 
 
 def client_ip(request: Any) -> str | None:
-    """Return the client address as the web server saw it."""
-    return request.META.get("REMOTE_ADDR") or None
+    """Return the client address (trusted proxies honoured)."""
+    return client_address.client_ip(request)
 
 
 def origin_of(request: Request) -> Origin:

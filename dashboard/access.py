@@ -21,6 +21,7 @@ from django.urls import reverse
 from accounts import mfa, passwords
 from accounts.models import User
 from audit.events import Origin
+from mft import client_address
 
 CAPABILITIES: dict[str, frozenset[str]] = {
     User.Role.ADMIN: frozenset({
@@ -58,8 +59,8 @@ def origin_of(request: HttpRequest) -> Origin:
 
 
 def client_ip(request: HttpRequest) -> str | None:
-    """Return the client address as the web server saw it (never a forwarded header)."""
-    return request.META.get("REMOTE_ADDR") or None
+    """Return the client address (forwarded headers only from trusted proxies)."""
+    return client_address.client_ip(request)
 
 
 def is_htmx(request: HttpRequest) -> bool:

@@ -11,6 +11,7 @@ from django.http import HttpRequest
 
 from accounts.admin import ReadOnlyAdmin
 from audit.events import Origin
+from mft import client_address
 from deliveries import services
 from deliveries.models import Delivery, DeliveryAttempt, PartnerEndpoint, Pull, Route
 from mft.errors import PortsideError
@@ -70,7 +71,7 @@ class DeliveryAdmin(ReadOnlyAdmin):
 
     def _each(self, request: HttpRequest, rows: QuerySet[Delivery], action: Any,
               done: str) -> None:
-        origin = Origin(source_ip=request.META.get("REMOTE_ADDR"), protocol="web").as_user(
+        origin = Origin(source_ip=client_address.client_ip(request), protocol="web").as_user(
             request.user)
         for delivery in rows:
             try:

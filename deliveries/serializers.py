@@ -81,7 +81,7 @@ class RouteSerializer(serializers.ModelSerializer[Route]):
                   "enabled", "active_since", "created_at"]
         read_only_fields = ["id", "active_since", "created_at"]
         # The service checks names and answers a clash with a clear error.
-        extra_kwargs = {"name": {"validators": []}}
+        extra_kwargs: dict[str, dict[str, Any]] = {"name": {"validators": []}}
 
 
 class PullSerializer(serializers.ModelSerializer[Pull]):
@@ -97,7 +97,7 @@ class PullSerializer(serializers.ModelSerializer[Pull]):
                   "max_files_per_run", "enabled", "last_listed_at", "last_error",
                   "created_at"]
         read_only_fields = ["id", "last_listed_at", "last_error", "created_at"]
-        extra_kwargs = {"name": {"validators": []}}
+        extra_kwargs: dict[str, dict[str, Any]] = {"name": {"validators": []}}
 
 
 class DeliveryReceiptSerializer(serializers.Serializer[Delivery]):

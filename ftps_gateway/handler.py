@@ -539,10 +539,14 @@ class ControlHandler(TLS_FTPHandler):
             return
         if not completed:
             aborted = self._aborting
+
+            def kept(_result: Any, _error: BaseException | None) -> None:
+                if not aborted:
+                    self.respond("426 Transfer aborted; the part received is kept: resume "
+                                 "with REST or APPE.")
+
             self.defer(lambda: upload.upload.interrupt("connection closed before the end"),
-                       lambda _r, _e: aborted or self.respond(
-                           "426 Transfer aborted; the part received is kept: resume with "
-                           "REST or APPE."))
+                       kept)
             return
 
         def then(stored: Any, error: BaseException | None) -> None:

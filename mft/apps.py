@@ -9,4 +9,8 @@ class MftConfig(AppConfig):
 
     def ready(self) -> None:
         """Register the configuration checks and the worker heartbeat."""
-        from mft import checks, heartbeat  # noqa: F401
+        from django.contrib import admin
+
+        from mft import admin_site, checks, heartbeat  # noqa: F401
+
+        admin_site.secure(admin.site)

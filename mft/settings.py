@@ -40,6 +40,8 @@ if _public.scheme not in ("http", "https") or not _public.hostname:
 PRODUCTION = _public.scheme == "https"
 DEBUG = env_bool("MFT_DEBUG", False)
 
+# Reverse proxies (CIDRs) whose X-Forwarded-For is believed; nobody else's is.
+TRUSTED_PROXIES = env_list("MFT_TRUSTED_PROXIES", [])
 ALLOWED_HOSTS = env_list("MFT_ALLOWED_HOSTS", [_public.hostname, "127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = [f"{_public.scheme}://{_public.netloc}"]
 

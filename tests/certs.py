@@ -6,16 +6,12 @@ from __future__ import annotations
 import datetime
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-
-_KEY_FORMAT = dict(encoding=serialization.Encoding.PEM,
-                   format=serialization.PrivateFormat.PKCS8,
-                   encryption_algorithm=serialization.NoEncryption())
-
 
 @dataclass(frozen=True)
 class Credential:
@@ -62,29 +58,31 @@ def make(folder: Path, common_name: str, *, issuer: Credential | None = None,
     stem = folder / common_name.replace(" ", "-")
     cert_path, key_path = Path(f"{stem}.crt"), Path(f"{stem}.key")
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(**_KEY_FORMAT))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
     key_path.chmod(0o600)
     return Credential(cert, key, str(cert_path), str(key_path))
 
 
-def register(user: object, credential: Credential, *, for_user: bool = True) -> object:
+def register(user: Any, credential: Credential, *, for_user: bool = True) -> Any:
     """Register a certificate (or CA) for the user's partner; return the row."""
     from accounts.certificates import parse_pem
     from accounts.models import ClientCertificate
 
     parsed = parse_pem(credential.pem)
     return ClientCertificate.objects.create(
-        partner=user.partner,  # type: ignore[attr-defined]
+        partner=user.partner,
         user=user if for_user and not parsed.is_ca else None,
         pem=parsed.pem, fingerprint_sha256=parsed.fingerprint_sha256,
         subject=parsed.subject, issuer=parsed.issuer, serial=parsed.serial,
         not_before=parsed.not_before, not_after=parsed.not_after, is_ca=parsed.is_ca)
 
 
-def set_login_method(user: object, method: str) -> None:
+def set_login_method(user: Any, method: str) -> None:
     """Change how the user must prove who they are."""
-    user.login_method = method  # type: ignore[attr-defined]
-    user.save(update_fields=["login_method"])  # type: ignore[attr-defined]
+    user.login_method = method
+    user.save(update_fields=["login_method"])
 
 
 def fingerprint(credential: Credential) -> str:

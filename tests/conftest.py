@@ -123,9 +123,9 @@ def gateway_factory(transactional_db: None) -> Iterator[GatewayFactory]:
     try:
         yield start
     finally:
-        for process, thread, listeners in running:
+        for process, _, _ in running:
             process.stop()  # type: ignore[attr-defined]
-        for process, thread, listeners in running:
+        for _, thread, listeners in running:
             thread.join(timeout=15)
             for sock in listeners.values():
                 sock.close()

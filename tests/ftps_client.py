@@ -73,6 +73,7 @@ def reply(ftp: ftplib.FTP, command: str) -> str:
 
 def raw_reply(ftp: ftplib.FTP, line: bytes) -> str:
     """Send raw bytes as one command line (ftplib refuses some) and return the reply."""
+    assert ftp.sock is not None
     ftp.sock.sendall(line + b"\r\n")
     return ftp.getmultiline()
 

@@ -7,6 +7,7 @@ from django.test import Client
 
 from accounts.models import Ban
 from audit.models import AuditEvent
+from tests.dashboard.conftest import verified_session
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -14,8 +15,20 @@ pytestmark = pytest.mark.django_db(transaction=True)
 @pytest.fixture
 def admin_client(cast) -> Client:
     client = Client()
-    assert client.login(username=cast.admin.username, password=cast.admin.password)
+    verified_session(client, cast.admin.user)
     return client
+
+
+def test_admin_login_goes_through_the_dashboard_login():
+    response = Client().get("/admin/login/?next=/admin/")
+    assert response.status_code == 302 and response["Location"].startswith("/login/")
+
+
+def test_admin_without_the_second_factor_is_not_let_in(cast):
+    client = Client()
+    client.force_login(cast.admin.user)  # password only: no verified TOTP device
+    response = client.get("/admin/accounts/partner/")
+    assert response.status_code == 302 and "/login/" in response["Location"]
 
 
 @pytest.mark.parametrize("page", ["accounts/partner/", "accounts/user/", "transfers/storedfile/",

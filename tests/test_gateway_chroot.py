@@ -111,14 +111,14 @@ def test_commands_through_a_symlink_leaving_the_home_fail(alice, links, outside)
 
 def test_listing_through_a_symlink_leaving_the_home_fails(alice, links):
     for command in ("LIST out", "MLSD out", "NLST out", "LIST secret.txt"):
-        with pytest.raises(ftplib.error_perm, match="^550"):
+        with pytest.raises(ftplib.error_perm, match=r"^550"):
             alice.retrlines(command, lambda line: None)
 
 
 def test_upload_through_a_symlink_leaving_the_home_fails(alice, links, outside):
-    with pytest.raises(ftplib.error_perm, match="^550"):
+    with pytest.raises(ftplib.error_perm, match=r"^550"):
         alice.storbinary("STOR out/dropped.txt", io.BytesIO(b"x"))
-    with pytest.raises(ftplib.error_perm, match="^550"):
+    with pytest.raises(ftplib.error_perm, match=r"^550"):
         alice.storbinary("STOR secret.txt", io.BytesIO(b"overwritten"))
     assert not (outside / "dropped.txt").exists()
     assert (outside / "secret.txt").read_bytes() == b"not for partners"
@@ -172,7 +172,7 @@ def test_name_of_255_bytes_is_accepted(alice):
 def test_control_and_bidi_characters_are_refused(alice, home):
     for name in ("invoice\u202etxt.exe", "report\u200f.pdf", "tab\there.txt",
                  "esc\x1b[31m.txt", "iso\u2066late.txt"):
-        with pytest.raises(ftplib.error_perm, match="^550"):
+        with pytest.raises(ftplib.error_perm, match=r"^550"):
             alice.storbinary(f"STOR {name}", io.BytesIO(b"x"))
         assert reply(alice, f"MKD {name}").startswith("550"), name
     assert not StoredFile.objects.exists()
@@ -214,12 +214,12 @@ def test_hidden_upload_folder_cannot_be_reached(alice, home):
 
 def test_hidden_upload_folder_cannot_be_listed(alice):
     alice.storbinary("STOR a.txt", io.BytesIO(b"x"))
-    with pytest.raises(ftplib.error_perm, match="^550"):
+    with pytest.raises(ftplib.error_perm, match=r"^550"):
         alice.retrlines("LIST .portside-tmp", lambda line: None)
 
 
 def test_upload_into_the_hidden_folder_is_refused(alice, home):
-    with pytest.raises(ftplib.error_perm, match="^550"):
+    with pytest.raises(ftplib.error_perm, match=r"^550"):
         alice.storbinary("STOR .portside-tmp/planted.part", io.BytesIO(b"x"))
     assert not (home / ".portside-tmp" / "planted.part").exists()
 

@@ -3,8 +3,8 @@ several at once."""
 
 from __future__ import annotations
 
-import io
 import os
+import ssl
 import threading
 from pathlib import Path
 
@@ -143,6 +143,7 @@ def test_two_concurrent_uploads_cannot_overrun_the_quota(cast, gateway):
 
     def finish(n: int) -> None:
         conn = starts[n]
+        assert isinstance(conn, ssl.SSLSocket)
         try:
             conn.sendall(data)
             conn.unwrap()

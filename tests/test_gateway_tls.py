@@ -107,6 +107,7 @@ def test_data_connection_cannot_resume_another_control_sessions_tls(cast, gatewa
         thief.auth()
         ftplib.FTP.login(thief, cast.partner.username, cast.partner.password)
         thief.prot_p()
+        assert isinstance(owner.sock, ssl.SSLSocket)
         thief.stolen = owner.sock.session
         with pytest.raises(ssl.SSLError):
             thief.nlst()

@@ -9,7 +9,8 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-def until(probe: Callable[[], T], *, timeout: float = 10.0, what: str = "condition") -> T:
+def until(probe: Callable[[], T | None], *, timeout: float = 10.0,
+          what: str = "condition") -> T:
     """Return probe()'s first truthy result, polling; fail after timeout seconds."""
     deadline = time.monotonic() + timeout
     while True:
