@@ -11,9 +11,9 @@ from django.http import HttpRequest
 
 from accounts.admin import ReadOnlyAdmin
 from audit.events import Origin
-from mft import client_address
 from deliveries import services
 from deliveries.models import Delivery, DeliveryAttempt, PartnerEndpoint, Pull, Route
+from mft import client_address
 from mft.errors import PortsideError
 
 SECRET_FIELDS = ["password_secret", "client_key_secret", "secret_context"]

@@ -30,7 +30,7 @@ class HomeFS(AbstractedFS):
     def fs2ftp(self, fspath: str) -> str:
         """Return the client path of a real path inside the home."""
         try:
-            return paths.to_virtual(self.root, fspath)
+            return paths.to_virtual(self.root, Path(fspath))
         except ValueError:
             return "/"
 

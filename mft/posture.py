@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -69,7 +70,8 @@ def _scanning_findings() -> list[Finding]:
 
 def _account_findings() -> list[Finding]:
     found = []
-    min_length = next((v["OPTIONS"]["min_length"] for v in settings.AUTH_PASSWORD_VALIDATORS
+    validators: list[dict[str, Any]] = list(settings.AUTH_PASSWORD_VALIDATORS)  # type: ignore[arg-type]
+    min_length = next((int(v["OPTIONS"]["min_length"]) for v in validators
                        if v["NAME"].endswith("MinimumLengthValidator")), 0)
     if min_length < 12 or settings.PASSWORD_HISTORY < 4:
         found.append(Finding("password.weak-policy", "medium", "Weak password policy",

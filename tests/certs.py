@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+
 @dataclass(frozen=True)
 class Credential:
     """A certificate and its key, in memory and as files a client can load."""

@@ -30,9 +30,10 @@ class ResumingFTP(ftplib.FTP_TLS):
 
     def ntransfercmd(self, cmd: str, rest: Any = None) -> tuple[socket.socket, int | None]:
         conn, size = ftplib.FTP.ntransfercmd(self, cmd, rest)
-        if self._prot_p:
+        if self._prot_p:  # type: ignore[attr-defined]
+            control: Any = self.sock
             conn = self.context.wrap_socket(conn, server_hostname=self.host,
-                                            session=self.sock.session)
+                                            session=control.session)
         return conn, size
 
 

@@ -36,7 +36,7 @@ class LiveWorker:
                      "DATABASE_URL": test_database_url(),
                      "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
                      "MFT_DATA_DIR": str(settings.DATA_DIR), **(env or {})}
-        self._log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self._log = open(log_path, "ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "mft", "worker", "--pool", "solo",
              "--without-gossip", "--without-mingle", "--without-heartbeat",

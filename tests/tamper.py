@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.db import connection
 
 
-def tamper(sql: str, params: list[object]) -> None:
+def tamper(sql: str, params: list[int | str]) -> None:
     """Run SQL with the append-only triggers out of the way, then put them back."""
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,7 +27,7 @@ def keyring() -> Iterator[pgp.Keyring]:
         ring.stop_agent()
 
 
-def _public_key(ring: pgp.Keyring, **options: int) -> str:
+def _public_key(ring: pgp.Keyring, **options: Any) -> str:
     fingerprint = ring.generate_platform_key("Acme", "ops@acme.example", None, **options)
     return ring.export_public(fingerprint)
 

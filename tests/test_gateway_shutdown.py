@@ -26,7 +26,7 @@ def test_drain_lets_a_running_upload_finish_and_tells_idle_sessions_421(cast, ga
     time.sleep(1.0)  # the loop closes listeners and tells idle sessions to leave
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", gateway.explicit_port), timeout=3).recv(1)
-    with pytest.raises(ftplib.error_temp, match="^421"):
+    with pytest.raises(ftplib.error_temp, match=r"^421"):
         idle.getresp()
     conn.sendall(data[len(data) // 2:])
     conn.unwrap().close()

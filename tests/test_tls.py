@@ -304,7 +304,8 @@ def py_client(
                 chunk = s.recv(65536)
                 assert chunk
                 got += chunk
-            out = PyOut(s.session_reused, s.session, s.version(), bytes(got), ticket_before)
+            out = PyOut(bool(s.session_reused), s.session, s.version(), bytes(got),  # type: ignore[arg-type]
+                        ticket_before)
             s.unwrap()
             return out
 
@@ -651,7 +652,7 @@ def test_tls13_tickets_arrive_after_handshake_and_need_a_read(
 
     def grab_early(sock: socket.socket) -> None:
         with cctx.wrap_socket(sock, server_hostname="localhost") as s:
-            grabbed["early"] = s.session
+            grabbed["early"] = s.session  # type: ignore[assignment]
             s.recv(len(REPLY))
 
     run_pair(server_ctx, ServerPlan(token=token), grab_early)
@@ -780,7 +781,7 @@ def test_client_ca_names_are_advertised(pki: PKI) -> None:
         conn.set_connect_state()
         conn.do_handshake()
         assert conn.recv(len(REPLY)) == REPLY
-        names = [n.CN for n in conn.get_client_ca_list()]
+        names = [str(n.CN) for n in conn.get_client_ca_list()]
         conn.shutdown()
         return names
 

@@ -12,8 +12,8 @@ class StepInline(admin.TabularInline):  # type: ignore[type-arg]
     model = PipelineStep
     extra = 0
     can_delete = False
-    readonly_fields = ["name", "status", "attempts", "started_at", "finished_at", "outcome",
-                       "details"]
+    readonly_fields = ("name", "status", "attempts", "started_at", "finished_at", "outcome",
+                       "details")
     fields = readonly_fields
 
     def has_add_permission(self, request, obj=None):  # type: ignore[no-untyped-def]

@@ -64,6 +64,8 @@ def _ensure_partner_keys(stored: StoredFile) -> list[str]:
     """
     keyring = platform_keyring()
     fingerprints = []
+    if stored.partner_id is None:
+        return []
     for key in PgpKey.objects.filter(partner_id=stored.partner_id):
         try:
             keyring.key_info(key.fingerprint)
@@ -84,7 +86,8 @@ def _decrypt(stored: StoredFile, source: Path) -> StepResult:
     writer = storage.open_writer(staging)
     try:
         result = platform_keyring().decrypt_stream(
-            reader, writer, passphrase=settings.PGP_PASSPHRASE, require_signature=require,
+            reader, writer,  # type: ignore[arg-type]  # file-like: read()/write() suffice
+            passphrase=settings.PGP_PASSPHRASE, require_signature=require,
             allowed_signers=signers or None,
             max_output_bytes=settings.MAX_FILE_BYTES or None)  # type: ignore[arg-type]
     except pgp.PgpError as exc:

@@ -11,7 +11,7 @@ import functools
 import logging
 import os
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import IO, Protocol
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
@@ -32,8 +32,8 @@ class Writer(Protocol):
 
 
 class Reader(Protocol):
-    def read(self, n: int = -1) -> bytes: ...
-    def seek(self, offset: int) -> None: ...
+    def read(self, n: int = -1, /) -> bytes: ...
+    def seek(self, offset: int, /) -> object: ...
     def close(self) -> None: ...
 
 
@@ -109,7 +109,7 @@ class _PlainWriter:
 
     def __init__(self, path: Path, *, append: bool, offset: int | None) -> None:
         mode = "r+b" if (append or offset is not None) and path.exists() else "wb"
-        self._file: BinaryIO = open(path, mode)  # noqa: SIM115 - closed by close()
+        self._file: IO[bytes] = open(path, mode)  # noqa: SIM115 - closed by close()
         if append:
             self._file.seek(0, os.SEEK_END)
         elif offset is not None:
@@ -128,13 +128,13 @@ class _PlainWriter:
 
 class _PlainReader:
     def __init__(self, path: Path) -> None:
-        self._file: BinaryIO = open(path, "rb")  # noqa: SIM115 - closed by close()
+        self._file: IO[bytes] = open(path, "rb")  # noqa: SIM115 - closed by close()
 
     def read(self, n: int = -1) -> bytes:
         return self._file.read(n)
 
-    def seek(self, offset: int) -> None:
-        self._file.seek(offset)
+    def seek(self, offset: int) -> int:
+        return self._file.seek(offset)
 
     def close(self) -> None:
         self._file.close()

@@ -54,8 +54,9 @@ class Command(BaseCommand):
     def _print_listeners(self) -> None:
         """Print what listens where."""
         host = settings.BIND_ADDRESS
+        engine = str(settings.DATABASES["default"]["ENGINE"]).rsplit(".", 1)[-1]
         lines = [f"  data dir       {settings.DATA_DIR}",
-                 f"  database       {settings.DATABASES['default']['ENGINE'].rsplit('.', 1)[-1]}",
+                 f"  database       {engine}",
                  f"  broker         {settings.CELERY_BROKER_URL.split('://')[0]}"]
         if settings.WEB_PORT is not None:
             lines.append(f"  web + API      http://{host}:{settings.WEB_PORT}/  "
