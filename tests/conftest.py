@@ -63,6 +63,18 @@ class Cast:
     outsider: Member
 
 
+def _partner_member(name: str, partner: str,
+                    tmp_path_factory: pytest.TempPathFactory) -> Member:
+    """Create a partner user allowed FTPS, with a generated password and a home in tmp."""
+    from accounts import services
+
+    made = services.create_partner_user(
+        name, partner_name=partner, generate=True,
+        home=str(tmp_path_factory.mktemp(f"home-{name}")))
+    assert made.password is not None
+    return Member(made.user, made.password)
+
+
 @pytest.fixture
 def cast(transactional_db: None, tmp_path_factory: pytest.TempPathFactory) -> Cast:
     """Return an admin, a partner user (FTPS) and an outsider from another partner."""
@@ -70,14 +82,19 @@ def cast(transactional_db: None, tmp_path_factory: pytest.TempPathFactory) -> Ca
 
     admin_password = services.generate_password()
     admin = services.create_admin("root-admin", admin_password)
-    members = []
-    for name, partner in (("alice", "Acme Corp"), ("mallory", "Other Ltd")):
-        made = services.create_partner_user(
-            name, partner_name=partner, generate=True,
-            home=str(tmp_path_factory.mktemp(f"home-{name}")))
-        assert made.password is not None
-        members.append(Member(made.user, made.password))
+    members = [_partner_member(name, partner, tmp_path_factory)
+               for name, partner in (("alice", "Acme Corp"), ("mallory", "Other Ltd"))]
     return Cast(Member(admin, admin_password), members[0], members[1])
+
+
+@pytest.fixture
+def partner(transactional_db: None, tmp_path_factory: pytest.TempPathFactory) -> Member:
+    """Return the cast's partner user (alice) alone, for tests that need nobody else.
+
+    Each cast member costs an Argon2 hash (~0.2 s of CPU); most gateway tests need only
+    alice. Use either this fixture or `cast`, not both.
+    """
+    return _partner_member("alice", "Acme Corp", tmp_path_factory)
 
 
 @dataclass

@@ -15,7 +15,7 @@ from django.db import connection
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_database_url() -> str:
+def current_database_url() -> str:
     """Return a DATABASE_URL naming the database the tests are using right now."""
     params = connection.settings_dict
     if connection.vendor == "sqlite":
@@ -33,7 +33,7 @@ class LiveWorker:
     def __init__(self, log_path: Path, env: dict[str, str] | None = None) -> None:
         self.log_path = log_path
         child_env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings",
-                     "DATABASE_URL": test_database_url(),
+                     "DATABASE_URL": current_database_url(),
                      "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
                      "MFT_DATA_DIR": str(settings.DATA_DIR), **(env or {})}
         self._log = open(log_path, "ab")

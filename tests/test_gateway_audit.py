@@ -17,9 +17,9 @@ pytestmark = pytest.mark.django_db(transaction=True)
 MODES = pytest.mark.parametrize("implicit", [False, True], ids=["explicit", "implicit"])
 
 
-def _session(port: int, cast, *, implicit: bool = False) -> None:
+def _session(port: int, partner, *, implicit: bool = False) -> None:
     """Log in, upload, download, rename, delete, get one refusal, and quit."""
-    ftp = login(port, cast.partner.username, cast.partner.password, implicit=implicit)
+    ftp = login(port, partner.username, partner.password, implicit=implicit)
     ftp.voidcmd("TYPE I")
     ftp.storbinary("STOR a.txt", io.BytesIO(b"audit me"))
     StoredFile.objects.filter(path="/a.txt").update(state=FileState.READY)
@@ -31,8 +31,8 @@ def _session(port: int, cast, *, implicit: bool = False) -> None:
 
 
 @MODES
-def test_every_step_of_a_session_is_recorded(cast, gateway, implicit):
-    _session(gateway.port(implicit), cast, implicit=implicit)
+def test_every_step_of_a_session_is_recorded(partner, gateway, implicit):
+    _session(gateway.port(implicit), partner, implicit=implicit)
     wait_for_event(action="disconnect", actor="alice")
     wait_for_event(action="download", actor="alice")
     recorded = set(AuditEvent.objects.filter(protocol="ftps").values_list("action", "outcome"))
@@ -41,8 +41,8 @@ def test_every_step_of_a_session_is_recorded(cast, gateway, implicit):
             ("delete", "success"), ("disconnect", "info")} <= recorded, recorded
 
 
-def test_every_session_event_names_the_session_and_address(cast, gateway):
-    _session(gateway.explicit_port, cast)
+def test_every_session_event_names_the_session_and_address(partner, gateway):
+    _session(gateway.explicit_port, partner)
     wait_for_event(action="disconnect", actor="alice")
     events = AuditEvent.objects.filter(protocol="ftps")
     sessions = {event.details.get("session") for event in events}
@@ -50,8 +50,8 @@ def test_every_session_event_names_the_session_and_address(cast, gateway):
     assert set(events.values_list("source_ip", flat=True)) == {"127.0.0.1"}
 
 
-def test_file_events_carry_bytes_and_sha256(cast, gateway):
-    _session(gateway.explicit_port, cast)
+def test_file_events_carry_bytes_and_sha256(partner, gateway):
+    _session(gateway.explicit_port, partner)
     upload = wait_for_event(action="upload", outcome="success")
     download = wait_for_event(action="download", outcome="success")
     stored = StoredFile.objects.get()
@@ -59,7 +59,7 @@ def test_file_events_carry_bytes_and_sha256(cast, gateway):
     assert upload.details["bytes"] == download.details["bytes"] == len(b"audit me")
 
 
-def test_connect_and_disconnect_are_recorded_without_login(cast, gateway):
+def test_connect_and_disconnect_are_recorded_without_login(partner, gateway):
     ftp = ResumingFTP(context=client_context(), timeout=15)
     ftp.connect("127.0.0.1", gateway.explicit_port)
     ftp.quit()
@@ -68,7 +68,7 @@ def test_connect_and_disconnect_are_recorded_without_login(cast, gateway):
     assert disconnect.actor == ""
 
 
-def test_refused_login_is_recorded_with_reason_and_address(cast, gateway):
+def test_refused_login_is_recorded_with_reason_and_address(partner, gateway):
     ftp = ResumingFTP(context=client_context(), timeout=15)
     ftp.connect("127.0.0.1", gateway.explicit_port)
     ftp.auth()
@@ -81,9 +81,9 @@ def test_refused_login_is_recorded_with_reason_and_address(cast, gateway):
     assert "wrong-password" not in str(event.details)
 
 
-def test_audit_chain_is_unbroken_after_sessions(cast, gateway):
+def test_audit_chain_is_unbroken_after_sessions(partner, gateway):
     for implicit in (False, True):
-        _session(gateway.port(implicit), cast, implicit=implicit)
+        _session(gateway.port(implicit), partner, implicit=implicit)
     wait_for_count(2, action="disconnect", actor="alice")
     checked, broken = chain.verify()
     assert broken is None

@@ -18,14 +18,14 @@ INSIDE = b"the passwd file inside the home\n"
 
 
 @pytest.fixture
-def home(cast) -> Path:
-    return Path(cast.partner.user.home_dir)
+def home(partner) -> Path:
+    return Path(partner.user.home_dir)
 
 
 @pytest.fixture
-def alice(cast, gateway):
+def alice(partner, gateway):
     """Alice, logged in over explicit FTPS."""
-    ftp = login(gateway.explicit_port, cast.partner.username, cast.partner.password)
+    ftp = login(gateway.explicit_port, partner.username, partner.password)
     ftp.voidcmd("TYPE I")
     yield ftp
     ftp.close()

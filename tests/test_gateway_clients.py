@@ -42,19 +42,19 @@ def _run(argv: list[str], *, timeout: float = 60) -> subprocess.CompletedProcess
 # --- curl -------------------------------------------------------------------------------------
 
 
-def _curl(port: int, cast, path: str, *extra: str, implicit: bool) -> str:
+def _curl(port: int, partner, path: str, *extra: str, implicit: bool) -> str:
     scheme = "ftps" if implicit else "ftp"
     argv = [_binary("curl"), "--silent", "--show-error", "--insecure", "--ssl-reqd",
-            "--max-time", "30", "--user", f"{cast.partner.username}:{cast.partner.password}",
+            "--max-time", "30", "--user", f"{partner.username}:{partner.password}",
             *extra, f"{scheme}://127.0.0.1:{port}/{path}"]
     return _run(argv).stdout
 
 
 @MODES
-def test_curl_uploads_a_file(cast, gateway, tmp_path, implicit):
+def test_curl_uploads_a_file(partner, gateway, tmp_path, implicit):
     source = tmp_path / "report.bin"
     source.write_bytes(DATA)
-    _curl(gateway.port(implicit), cast, "report.bin", "--upload-file", str(source),
+    _curl(gateway.port(implicit), partner, "report.bin", "--upload-file", str(source),
           implicit=implicit)
     stored = StoredFile.objects.get(path="/report.bin")
     assert (stored.size, stored.sha256, stored.state) == (len(DATA), DIGEST,
@@ -62,42 +62,42 @@ def test_curl_uploads_a_file(cast, gateway, tmp_path, implicit):
 
 
 @MODES
-def test_curl_lists_a_folder(cast, gateway, tmp_path, implicit):
+def test_curl_lists_a_folder(partner, gateway, tmp_path, implicit):
     source = tmp_path / "report.bin"
     source.write_bytes(DATA)
     port = gateway.port(implicit)
-    _curl(port, cast, "report.bin", "--upload-file", str(source), implicit=implicit)
-    listing = _curl(port, cast, "", implicit=implicit)
+    _curl(port, partner, "report.bin", "--upload-file", str(source), implicit=implicit)
+    listing = _curl(port, partner, "", implicit=implicit)
     assert "report.bin" in listing and str(len(DATA)) in listing
 
 
 @MODES
-def test_curl_downloads_a_ready_file(cast, gateway, tmp_path, implicit):
+def test_curl_downloads_a_ready_file(partner, gateway, tmp_path, implicit):
     source, target = tmp_path / "report.bin", tmp_path / "copy.bin"
     source.write_bytes(DATA)
     port = gateway.port(implicit)
-    _curl(port, cast, "report.bin", "--upload-file", str(source), implicit=implicit)
+    _curl(port, partner, "report.bin", "--upload-file", str(source), implicit=implicit)
     StoredFile.objects.filter(path="/report.bin").update(state=FileState.READY)
-    _curl(port, cast, "report.bin", "--output", str(target), implicit=implicit)
+    _curl(port, partner, "report.bin", "--output", str(target), implicit=implicit)
     assert target.read_bytes() == DATA
 
 
-def test_curl_resumes_a_download(cast, gateway, tmp_path):
+def test_curl_resumes_a_download(partner, gateway, tmp_path):
     source, target = tmp_path / "report.bin", tmp_path / "copy.bin"
     source.write_bytes(DATA)
     port = gateway.explicit_port
-    _curl(port, cast, "report.bin", "--upload-file", str(source), implicit=False)
+    _curl(port, partner, "report.bin", "--upload-file", str(source), implicit=False)
     StoredFile.objects.filter(path="/report.bin").update(state=FileState.READY)
     target.write_bytes(DATA[:100_000])
-    _curl(port, cast, "report.bin", "--continue-at", "-", "--output", str(target),
+    _curl(port, partner, "report.bin", "--continue-at", "-", "--output", str(target),
           implicit=False)
     assert target.read_bytes() == DATA
 
 
-def test_curl_is_refused_without_tls(cast, gateway):
+def test_curl_is_refused_without_tls(partner, gateway):
     completed = subprocess.run(
         [_binary("curl"), "--silent", "--show-error", "--max-time", "30",
-         "--user", f"{cast.partner.username}:{cast.partner.password}",
+         "--user", f"{partner.username}:{partner.password}",
          f"ftp://127.0.0.1:{gateway.explicit_port}/"],
         capture_output=True, text=True, timeout=60, check=False)
     assert completed.returncode != 0 and "530" in completed.stderr
@@ -116,53 +116,53 @@ LFTP_SETTINGS = ("set ftp:ssl-force true; set ftp:ssl-protect-data true; "
                  "set net:reconnect-interval-multiplier 1; ")
 
 
-def _lftp(port: int, cast, commands: str, *, implicit: bool) -> str:
+def _lftp(port: int, partner, commands: str, *, implicit: bool) -> str:
     scheme = "ftps" if implicit else "ftp"
     script = f"{LFTP_SETTINGS}{commands}; quit"
-    argv = [_binary("lftp"), "-u", f"{cast.partner.username},{cast.partner.password}",
+    argv = [_binary("lftp"), "-u", f"{partner.username},{partner.password}",
             "-e", script, f"{scheme}://127.0.0.1:{port}"]
     return _run(argv).stdout
 
 
 @MODES
-def test_lftp_uploads_a_file(cast, gateway, tmp_path, implicit):
+def test_lftp_uploads_a_file(partner, gateway, tmp_path, implicit):
     source = tmp_path / "report.bin"
     source.write_bytes(DATA)
-    _lftp(gateway.port(implicit), cast, f"put {source} -o report.bin", implicit=implicit)
+    _lftp(gateway.port(implicit), partner, f"put {source} -o report.bin", implicit=implicit)
     stored = StoredFile.objects.get(path="/report.bin")
     assert (stored.size, stored.sha256, stored.state) == (len(DATA), DIGEST,
                                                            FileState.RECEIVED)
 
 
 @MODES
-def test_lftp_lists_and_downloads(cast, gateway, tmp_path, implicit):
+def test_lftp_lists_and_downloads(partner, gateway, tmp_path, implicit):
     source, target = tmp_path / "report.bin", tmp_path / "copy.bin"
     source.write_bytes(DATA)
     port = gateway.port(implicit)
-    _lftp(port, cast, f"put {source} -o report.bin", implicit=implicit)
+    _lftp(port, partner, f"put {source} -o report.bin", implicit=implicit)
     StoredFile.objects.filter(path="/report.bin").update(state=FileState.READY)
-    listing = _lftp(port, cast, f"cls -l; get report.bin -o {target}", implicit=implicit)
+    listing = _lftp(port, partner, f"cls -l; get report.bin -o {target}", implicit=implicit)
     assert "report.bin" in listing
     assert target.read_bytes() == DATA
 
 
-def test_lftp_makes_renames_and_removes(cast, gateway, tmp_path):
+def test_lftp_makes_renames_and_removes(partner, gateway, tmp_path):
     source = tmp_path / "report.bin"
     source.write_bytes(DATA)
-    _lftp(gateway.explicit_port, cast,
+    _lftp(gateway.explicit_port, partner,
           f"mkdir inbox; put {source} -o inbox/a.bin; mv inbox/a.bin inbox/b.bin; "
           "rm inbox/b.bin; rmdir inbox", implicit=False)
-    home = Path(cast.partner.user.home_dir)
+    home = Path(partner.user.home_dir)
     assert not (home / "inbox").exists()
     assert not StoredFile.objects.exclude(state=FileState.DELETED).exists()
 
 
-def test_lftp_continues_an_upload(cast, gateway, tmp_path):
+def test_lftp_continues_an_upload(partner, gateway, tmp_path):
     source = tmp_path / "report.bin"
     source.write_bytes(DATA[:120_000])
     port = gateway.explicit_port
     # A first, interrupted attempt left a partial file; lftp's "put -c" continues it.
-    ftp = login(port, cast.partner.username, cast.partner.password)
+    ftp = login(port, partner.username, partner.password)
     ftp.voidcmd("TYPE I")
     conn = ftp.transfercmd("STOR report.bin")
     conn.sendall(DATA[:120_000])
@@ -171,7 +171,7 @@ def test_lftp_continues_an_upload(cast, gateway, tmp_path):
     conn.close()
     ftp.quit()
     source.write_bytes(DATA)
-    _lftp(port, cast, f"put -c {source} -o report.bin", implicit=False)
+    _lftp(port, partner, f"put -c {source} -o report.bin", implicit=False)
     stored = StoredFile.objects.get(path="/report.bin", state=FileState.RECEIVED)
     assert stored.sha256 == DIGEST
 
@@ -179,9 +179,9 @@ def test_lftp_continues_an_upload(cast, gateway, tmp_path):
 # --- a FileZilla / WinSCP-like client ---------------------------------------------------------
 
 
-def test_filezilla_like_upload_lands_under_its_final_name(cast, gateway):
-    ftp = connect_filezilla_like(gateway.explicit_port, cast.partner.username,
-                                 cast.partner.password)
+def test_filezilla_like_upload_lands_under_its_final_name(partner, gateway):
+    ftp = connect_filezilla_like(gateway.explicit_port, partner.username,
+                                 partner.password)
     try:
         final = ftp.upload("invoice.csv", DATA, datetime(2024, 5, 17, 8, 30, tzinfo=UTC))
         entries = ftp.entries()
@@ -197,9 +197,9 @@ def test_filezilla_like_upload_lands_under_its_final_name(cast, gateway):
         state=FileState.DELETED).exists()
 
 
-def test_filezilla_like_client_sees_its_mtime_with_mdtm(cast, gateway):
-    ftp = connect_filezilla_like(gateway.explicit_port, cast.partner.username,
-                                 cast.partner.password)
+def test_filezilla_like_client_sees_its_mtime_with_mdtm(partner, gateway):
+    ftp = connect_filezilla_like(gateway.explicit_port, partner.username,
+                                 partner.password)
     try:
         ftp.upload("invoice.csv", DATA, datetime(2023, 1, 2, 3, 4, 5, tzinfo=UTC))
         assert ftp.sendcmd("MDTM invoice.csv") == "213 20230102030405"
@@ -207,9 +207,9 @@ def test_filezilla_like_client_sees_its_mtime_with_mdtm(cast, gateway):
         ftp.quit()
 
 
-def test_filezilla_like_reupload_replaces_the_file(cast, gateway):
-    ftp = connect_filezilla_like(gateway.explicit_port, cast.partner.username,
-                                 cast.partner.password)
+def test_filezilla_like_reupload_replaces_the_file(partner, gateway):
+    ftp = connect_filezilla_like(gateway.explicit_port, partner.username,
+                                 partner.password)
     try:
         ftp.upload("invoice.csv", b"first version", datetime(2024, 1, 1, tzinfo=UTC))
         ftp.upload("invoice.csv", DATA, datetime(2024, 1, 2, tzinfo=UTC))

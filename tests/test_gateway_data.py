@@ -46,8 +46,8 @@ def _occupy_consecutive_ports(count: int) -> list[socket.socket]:
 # --- passive mode -----------------------------------------------------------------------------
 
 
-def test_passive_ports_come_from_the_configured_range(cast, gateway):
-    ftp = login(gateway.explicit_port, cast.partner.username, cast.partner.password)
+def test_passive_ports_come_from_the_configured_range(partner, gateway):
+    ftp = login(gateway.explicit_port, partner.username, partner.password)
     try:
         for command in ("PASV", "EPSV") * 3:
             assert 41000 <= _passive_port(reply(ftp, command)) <= 41199
@@ -66,9 +66,9 @@ def tiny_range(gateway_factory):
         sock.close()
 
 
-def test_exhausted_passive_range_answers_425(cast, tiny_range):
+def test_exhausted_passive_range_answers_425(partner, tiny_range):
     gateway, _ = tiny_range
-    ftp = login(gateway.explicit_port, cast.partner.username, cast.partner.password)
+    ftp = login(gateway.explicit_port, partner.username, partner.password)
     try:
         for command in ("PASV", "EPSV") * 2:
             assert reply(ftp, command).startswith("425"), command
@@ -77,9 +77,9 @@ def test_exhausted_passive_range_answers_425(cast, tiny_range):
         ftp.quit()
 
 
-def test_freed_passive_port_is_used_again(cast, tiny_range):
+def test_freed_passive_port_is_used_again(partner, tiny_range):
     gateway, held = tiny_range
-    ftp = login(gateway.explicit_port, cast.partner.username, cast.partner.password)
+    ftp = login(gateway.explicit_port, partner.username, partner.password)
     try:
         assert reply(ftp, "PASV").startswith("425")
         freed = held[1].getsockname()[1]
@@ -89,13 +89,13 @@ def test_freed_passive_port_is_used_again(cast, tiny_range):
         ftp.quit()
 
 
-def test_passive_range_exhausted_by_other_sessions_answers_425(cast, gateway_factory):
+def test_passive_range_exhausted_by_other_sessions_answers_425(partner, gateway_factory):
     held = _occupy_consecutive_ports(2)
     low = held[0].getsockname()[1]
     for sock in held:
         sock.close()
     gateway = gateway_factory(passive_ports=(low, low + 1))
-    sessions = [login(gateway.explicit_port, cast.partner.username, cast.partner.password)
+    sessions = [login(gateway.explicit_port, partner.username, partner.password)
                 for _ in range(3)]
     try:
         ports = {_passive_port(reply(sessions[0], "PASV")),
@@ -107,12 +107,12 @@ def test_passive_range_exhausted_by_other_sessions_answers_425(cast, gateway_fac
             ftp.close()
 
 
-def test_transfer_works_at_the_edge_of_a_tiny_range(cast, gateway_factory):
+def test_transfer_works_at_the_edge_of_a_tiny_range(partner, gateway_factory):
     held = _occupy_consecutive_ports(1)
     port = held[0].getsockname()[1]
     held[0].close()
     gateway = gateway_factory(passive_ports=(port, port))
-    ftp = login(gateway.explicit_port, cast.partner.username, cast.partner.password)
+    ftp = login(gateway.explicit_port, partner.username, partner.password)
     try:
         for name in ("a.txt", "b.txt"):
             ftp.storbinary(f"STOR {name}", io.BytesIO(b"x"))
@@ -124,8 +124,8 @@ def test_transfer_works_at_the_edge_of_a_tiny_range(cast, gateway_factory):
 # --- active mode ------------------------------------------------------------------------------
 
 
-def test_active_mode_is_refused_when_off(cast, gateway):
-    ftp = login(gateway.explicit_port, cast.partner.username, cast.partner.password)
+def test_active_mode_is_refused_when_off(partner, gateway):
+    ftp = login(gateway.explicit_port, partner.username, partner.password)
     try:
         for command in ("PORT 127,0,0,1,195,80", "EPRT |1|127.0.0.1|50000|"):
             answer = reply(ftp, command)
@@ -140,8 +140,8 @@ def active_gateway(gateway_factory):
     return gateway_factory(active_mode=True)
 
 
-def test_active_mode_transfer_works_when_on(cast, active_gateway):
-    ftp = login(active_gateway.explicit_port, cast.partner.username, cast.partner.password)
+def test_active_mode_transfer_works_when_on(partner, active_gateway):
+    ftp = login(active_gateway.explicit_port, partner.username, partner.password)
     try:
         ftp.set_pasv(False)
         final = ftp.storbinary("STOR active.txt", io.BytesIO(b"over an active connection"))
@@ -152,12 +152,12 @@ def test_active_mode_transfer_works_when_on(cast, active_gateway):
     assert StoredFile.objects.get(path="/active.txt").size == 25
 
 
-def test_bounce_port_is_refused_when_active_mode_is_on(cast, active_gateway):
+def test_bounce_port_is_refused_when_active_mode_is_on(partner, active_gateway):
     commands = ["PORT 10,1,2,3,195,80",        # someone else's address
                 "EPRT |1|192.0.2.7|50000|",
                 "PORT 127,0,0,1,0,21",         # a privileged port on the client's own address
                 "EPRT |1|127.0.0.1|25|"]
-    ftp = login(active_gateway.explicit_port, cast.partner.username, cast.partner.password)
+    ftp = login(active_gateway.explicit_port, partner.username, partner.password)
     try:
         answers = {command: reply(ftp, command) for command in commands}
         assert all(a.startswith("501") for a in answers.values()), answers
@@ -166,11 +166,11 @@ def test_bounce_port_is_refused_when_active_mode_is_on(cast, active_gateway):
         ftp.quit()
 
 
-def test_bounce_port_never_connects_to_the_target(cast, active_gateway):
+def test_bounce_port_never_connects_to_the_target(partner, active_gateway):
     target = _occupy_consecutive_ports(1)[0]
     target.settimeout(0.5)
     port = target.getsockname()[1]
-    ftp = login(active_gateway.explicit_port, cast.partner.username, cast.partner.password)
+    ftp = login(active_gateway.explicit_port, partner.username, partner.password)
     try:
         assert reply(ftp, f"EPRT |1|127.0.0.2|{port}|").startswith("501")
         ftp.voidcmd("NOOP")
@@ -181,19 +181,19 @@ def test_bounce_port_never_connects_to_the_target(cast, active_gateway):
         target.close()
 
 
-def test_active_mode_before_prot_p_is_refused(cast, active_gateway):
+def test_active_mode_before_prot_p_is_refused(partner, active_gateway):
     ftp = ftplib.FTP_TLS(context=client_context(), timeout=15)
     ftp.connect("127.0.0.1", active_gateway.explicit_port)
     try:
         ftp.auth()
-        ftplib.FTP.login(ftp, cast.partner.username, cast.partner.password)
+        ftplib.FTP.login(ftp, partner.username, partner.password)
         assert reply(ftp, "PORT 127,0,0,1,195,80").startswith("534")
     finally:
         ftp.close()
 
 
-def test_data_connection_from_another_address_is_refused(cast, gateway):
-    ftp = login(gateway.explicit_port, cast.partner.username, cast.partner.password)
+def test_data_connection_from_another_address_is_refused(partner, gateway):
+    ftp = login(gateway.explicit_port, partner.username, partner.password)
     try:
         port = _passive_port(reply(ftp, "PASV"))
         intruder = socket.create_connection(("127.0.0.1", port), timeout=5,

@@ -22,12 +22,12 @@ DIGEST = hashlib.sha256(DATA).hexdigest()
 
 
 @pytest.fixture
-def connect(cast, gateway):
+def connect(partner, gateway):
     """Return a function that logs alice in (explicit or implicit FTPS), binary type."""
     opened: list[ftplib.FTP] = []
 
     def open_session(implicit: bool = False) -> ftplib.FTP:
-        ftp = login(gateway.port(implicit), cast.partner.username, cast.partner.password,
+        ftp = login(gateway.port(implicit), partner.username, partner.password,
                     implicit=implicit)
         ftp.voidcmd("TYPE I")
         opened.append(ftp)
@@ -65,8 +65,8 @@ def test_upload_replies_226_with_size_and_sha256(connect, implicit):
     assert final == f"226 Transfer complete: {len(DATA)} bytes, SHA-256 {DIGEST}."
 
 
-def test_upload_is_encrypted_on_disk(uploaded, cast):
-    on_disk = (Path(cast.partner.user.home_dir) / "orders.csv").read_bytes()
+def test_upload_is_encrypted_on_disk(uploaded, partner):
+    on_disk = (Path(partner.user.home_dir) / "orders.csv").read_bytes()
     assert DATA[:64] not in on_disk and b"SKU-1234" not in on_disk
     assert len(on_disk) > len(DATA)
 
@@ -183,11 +183,11 @@ def test_mfmt_with_a_bad_time_is_refused(uploaded):
 # --- folders, renames and deletes -------------------------------------------------------------
 
 
-def test_mkd_and_rmd(alice, cast):
+def test_mkd_and_rmd(alice, partner):
     assert alice.mkd("inbox") == "/inbox"
-    assert (Path(cast.partner.user.home_dir) / "inbox").is_dir()
+    assert (Path(partner.user.home_dir) / "inbox").is_dir()
     alice.rmd("inbox")
-    assert not (Path(cast.partner.user.home_dir) / "inbox").exists()
+    assert not (Path(partner.user.home_dir) / "inbox").exists()
 
 
 def test_mkd_of_an_existing_folder_is_refused(alice):
@@ -211,9 +211,9 @@ def test_cwd_and_pwd_in_a_subfolder(alice):
     assert alice.pwd() == "/"
 
 
-def test_dele_removes_the_file_and_its_record(uploaded, cast):
+def test_dele_removes_the_file_and_its_record(uploaded, partner):
     uploaded.delete("orders.csv")
-    assert not (Path(cast.partner.user.home_dir) / "orders.csv").exists()
+    assert not (Path(partner.user.home_dir) / "orders.csv").exists()
     assert StoredFile.objects.get().state == FileState.DELETED
 
 
@@ -271,10 +271,10 @@ def test_mlsd_tells_files_from_folders(uploaded):
 # --- permissions ------------------------------------------------------------------------------
 
 
-def test_user_without_upload_permission_cannot_store(cast, gateway):
+def test_user_without_upload_permission_cannot_store(partner, gateway):
     from accounts.models import User
-    User.objects.filter(pk=cast.partner.user.pk).update(permissions=["list", "download"])
-    ftp = login(gateway.explicit_port, cast.partner.username, cast.partner.password)
+    User.objects.filter(pk=partner.user.pk).update(permissions=["list", "download"])
+    ftp = login(gateway.explicit_port, partner.username, partner.password)
     try:
         with pytest.raises(ftplib.error_perm, match=r"^550"):
             ftp.storbinary("STOR a.txt", io.BytesIO(b"x"))
@@ -284,14 +284,14 @@ def test_user_without_upload_permission_cannot_store(cast, gateway):
     assert not StoredFile.objects.exists()
 
 
-def test_user_without_delete_permission_cannot_delete(cast, gateway):
+def test_user_without_delete_permission_cannot_delete(partner, gateway):
     from accounts.models import User
-    ftp = login(gateway.explicit_port, cast.partner.username, cast.partner.password)
+    ftp = login(gateway.explicit_port, partner.username, partner.password)
     ftp.storbinary("STOR a.txt", io.BytesIO(b"x"))
     ftp.quit()
-    User.objects.filter(pk=cast.partner.user.pk).update(
+    User.objects.filter(pk=partner.user.pk).update(
         permissions=["list", "download", "upload"])
-    ftp = login(gateway.explicit_port, cast.partner.username, cast.partner.password)
+    ftp = login(gateway.explicit_port, partner.username, partner.password)
     try:
         assert reply(ftp, "DELE a.txt").startswith("550")
     finally:
@@ -344,8 +344,8 @@ def test_quit_says_goodbye_and_closes(alice):
     assert wait_for_event(action="disconnect", object_type="session", actor="alice")
 
 
-def test_commands_before_login_are_refused(cast, gateway):
-    ftp = login(gateway.explicit_port, cast.partner.username, cast.partner.password)
+def test_commands_before_login_are_refused(partner, gateway):
+    ftp = login(gateway.explicit_port, partner.username, partner.password)
     ftp.close()
     from tests.ftps_client import ResumingFTP, client_context
     fresh = ResumingFTP(context=client_context(), timeout=15)
@@ -387,7 +387,7 @@ def test_rename_of_a_folder_into_itself_is_refused(alice):
     assert reply(alice, "RNTO inbox/sub").startswith("553")
 
 
-def test_upload_into_a_missing_folder_is_refused_before_any_byte(alice, cast):
+def test_upload_into_a_missing_folder_is_refused_before_any_byte(alice, partner):
     assert reply(alice, "STOR missing/orders.csv") == "550 Folder /missing does not exist."
-    temp = Path(cast.partner.user.home_dir) / ".portside-tmp"
+    temp = Path(partner.user.home_dir) / ".portside-tmp"
     assert not temp.exists() or not any(temp.iterdir())

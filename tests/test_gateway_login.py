@@ -51,8 +51,8 @@ def ca(tmp_path):
 
 
 @MODES
-def test_login_with_password_succeeds(cast, gateway, implicit):
-    ftp = login(gateway.port(implicit), cast.partner.username, cast.partner.password,
+def test_login_with_password_succeeds(partner, gateway, implicit):
+    ftp = login(gateway.port(implicit), partner.username, partner.password,
                 implicit=implicit)
     try:
         assert ftp.pwd() == "/"
@@ -60,8 +60,8 @@ def test_login_with_password_succeeds(cast, gateway, implicit):
         ftp.quit()
 
 
-def test_login_success_is_audited_with_method(cast, gateway):
-    login(gateway.implicit_port, cast.partner.username, cast.partner.password,
+def test_login_success_is_audited_with_method(partner, gateway):
+    login(gateway.implicit_port, partner.username, partner.password,
           implicit=True).quit()
     event = wait_for_event(action="login", outcome="success", actor="alice")
     assert event.details["method"] == "password"
@@ -69,39 +69,39 @@ def test_login_success_is_audited_with_method(cast, gateway):
     assert event.protocol == "ftps" and event.source_ip == "127.0.0.1"
 
 
-def test_wrong_password_is_refused_and_audited_with_reason(cast, gateway):
+def test_wrong_password_is_refused_and_audited_with_reason(partner, gateway):
     answer = _try_login(gateway.explicit_port, "alice", "not-the-password")
     assert answer.startswith("530")
     event = wait_for_event(action="login", outcome="failure", actor="alice")
     assert event.details["reason"] == "wrong password"
 
 
-def test_unknown_user_gets_the_same_reply_as_a_wrong_password(cast, gateway):
+def test_unknown_user_gets_the_same_reply_as_a_wrong_password(partner, gateway):
     unknown = _try_login(gateway.explicit_port, "nobody", "whatever-password")
     wrong = _try_login(gateway.explicit_port, "alice", "whatever-password")
     assert unknown == wrong == "530 Login incorrect."
     assert wait_for_event(action="login", actor="nobody").details["reason"] == "unknown user"
 
 
-def test_user_before_auth_tls_is_refused_with_a_clear_reply(cast, gateway):
+def test_user_before_auth_tls_is_refused_with_a_clear_reply(partner, gateway):
     ftp = ftplib.FTP()
     ftp.connect("127.0.0.1", gateway.explicit_port, timeout=15)
     try:
         answer = reply(ftp, "USER alice")
         assert answer.startswith("530") and "AUTH TLS" in answer
-        assert reply(ftp, f"PASS {cast.partner.password}").startswith("530")
+        assert reply(ftp, f"PASS {partner.password}").startswith("530")
     finally:
         ftp.close()
     event = wait_for_event(action="refused", details__command="USER")
     assert "AUTH TLS" in event.details["reply"]
 
 
-def test_plain_ftp_never_authenticates_even_with_the_right_password(cast, gateway):
+def test_plain_ftp_never_authenticates_even_with_the_right_password(partner, gateway):
     ftp = ftplib.FTP()
     ftp.connect("127.0.0.1", gateway.explicit_port, timeout=15)
     try:
         reply(ftp, "USER alice")
-        reply(ftp, f"PASS {cast.partner.password}")
+        reply(ftp, f"PASS {partner.password}")
         assert reply(ftp, "PWD").startswith("530")
     finally:
         ftp.close()
@@ -111,8 +111,8 @@ def test_plain_ftp_never_authenticates_even_with_the_right_password(cast, gatewa
 
 
 @MODES
-def test_login_with_client_certificate_alone(cast, gateway, tmp_path, implicit):
-    alice = cast.partner.user
+def test_login_with_client_certificate_alone(partner, gateway, tmp_path, implicit):
+    alice = partner.user
     credential = certs.make(tmp_path, "alice-client")
     certs.register(alice, credential)
     certs.set_login_method(alice, User.LoginMethod.CERTIFICATE)
@@ -123,29 +123,29 @@ def test_login_with_client_certificate_alone(cast, gateway, tmp_path, implicit):
     assert event.details["client_cert_sha256"] == certs.fingerprint(credential)
 
 
-def test_password_and_certificate_login_with_both_succeeds(cast, gateway, tmp_path):
-    alice = cast.partner.user
+def test_password_and_certificate_login_with_both_succeeds(partner, gateway, tmp_path):
+    alice = partner.user
     credential = certs.make(tmp_path, "alice-client")
     certs.register(alice, credential)
     certs.set_login_method(alice, User.LoginMethod.PASSWORD_AND_CERTIFICATE)
-    ftp = login(gateway.implicit_port, "alice", cast.partner.password, implicit=True,
+    ftp = login(gateway.implicit_port, "alice", partner.password, implicit=True,
                 cert=credential.files)
     ftp.quit()
     event = wait_for_event(action="login", outcome="success", actor="alice")
     assert event.details["method"] == "password+certificate"
 
 
-def test_password_and_certificate_login_refuses_the_password_alone(cast, gateway, tmp_path):
-    alice = cast.partner.user
+def test_password_and_certificate_login_refuses_the_password_alone(partner, gateway, tmp_path):
+    alice = partner.user
     certs.register(alice, certs.make(tmp_path, "alice-client"))
     certs.set_login_method(alice, User.LoginMethod.PASSWORD_AND_CERTIFICATE)
-    assert _try_login(gateway.explicit_port, "alice", cast.partner.password).startswith("530")
+    assert _try_login(gateway.explicit_port, "alice", partner.password).startswith("530")
     event = wait_for_event(action="login", outcome="failure", actor="alice")
     assert event.details["reason"] == "client certificate required but none presented"
 
 
-def test_password_and_certificate_login_refuses_the_certificate_alone(cast, gateway, tmp_path):
-    alice = cast.partner.user
+def test_password_and_certificate_login_refuses_the_certificate_alone(partner, gateway, tmp_path):
+    alice = partner.user
     credential = certs.make(tmp_path, "alice-client")
     certs.register(alice, credential)
     certs.set_login_method(alice, User.LoginMethod.PASSWORD_AND_CERTIFICATE)
@@ -154,8 +154,8 @@ def test_password_and_certificate_login_refuses_the_certificate_alone(cast, gate
     assert wait_for_event(action="login", outcome="failure").details["reason"] == "wrong password"
 
 
-def test_certificate_issued_by_a_registered_ca_is_accepted(cast, gateway, tmp_path, ca):
-    alice = cast.partner.user
+def test_certificate_issued_by_a_registered_ca_is_accepted(partner, gateway, tmp_path, ca):
+    alice = partner.user
     certs.register(alice, ca)
     issued = certs.make(tmp_path, "alice-from-ca", issuer=ca)
     certs.set_login_method(alice, User.LoginMethod.CERTIFICATE)
@@ -164,8 +164,8 @@ def test_certificate_issued_by_a_registered_ca_is_accepted(cast, gateway, tmp_pa
     assert wait_for_event(action="login", outcome="success", actor="alice")
 
 
-def test_certificate_from_another_ca_is_refused(cast, gateway, tmp_path, ca):
-    alice = cast.partner.user
+def test_certificate_from_another_ca_is_refused(partner, gateway, tmp_path, ca):
+    alice = partner.user
     certs.register(alice, ca)
     rogue_ca = certs.make(tmp_path, "Rogue CA", is_ca=True)
     forged = certs.make(tmp_path, "alice-forged", issuer=rogue_ca)
@@ -175,8 +175,8 @@ def test_certificate_from_another_ca_is_refused(cast, gateway, tmp_path, ca):
     assert reason.startswith("client certificate not registered")
 
 
-def test_unregistered_certificate_is_refused_with_reason(cast, gateway, tmp_path):
-    alice = cast.partner.user
+def test_unregistered_certificate_is_refused_with_reason(partner, gateway, tmp_path):
+    alice = partner.user
     certs.register(alice, certs.make(tmp_path, "alice-client"))
     stranger = certs.make(tmp_path, "someone-else")
     certs.set_login_method(alice, User.LoginMethod.CERTIFICATE)
@@ -187,8 +187,8 @@ def test_unregistered_certificate_is_refused_with_reason(cast, gateway, tmp_path
     assert reason == f"client certificate not registered ({certs.fingerprint(stranger)[:16]})"
 
 
-def test_expired_certificate_is_refused_with_reason(cast, gateway, tmp_path):
-    alice = cast.partner.user
+def test_expired_certificate_is_refused_with_reason(partner, gateway, tmp_path):
+    alice = partner.user
     expired = certs.make(tmp_path, "alice-expired", days=(-30, -1))
     certs.register(alice, expired)
     certs.set_login_method(alice, User.LoginMethod.CERTIFICATE)
@@ -205,9 +205,9 @@ def test_certificate_registered_for_another_partner_is_refused(cast, gateway, tm
     assert answer.startswith("530")
 
 
-def test_certificate_login_without_a_certificate_is_refused(cast, gateway):
-    certs.set_login_method(cast.partner.user, User.LoginMethod.CERTIFICATE)
-    assert _try_login(gateway.explicit_port, "alice", cast.partner.password).startswith("530")
+def test_certificate_login_without_a_certificate_is_refused(partner, gateway):
+    certs.set_login_method(partner.user, User.LoginMethod.CERTIFICATE)
+    assert _try_login(gateway.explicit_port, "alice", partner.password).startswith("530")
     reason = wait_for_event(action="login", outcome="failure").details["reason"]
     assert reason == "client certificate required but none presented"
 
@@ -215,24 +215,24 @@ def test_certificate_login_without_a_certificate_is_refused(cast, gateway):
 # --- account state ----------------------------------------------------------------------------
 
 
-def test_expired_account_is_refused(cast, gateway):
-    User.objects.filter(pk=cast.partner.user.pk).update(
+def test_expired_account_is_refused(partner, gateway):
+    User.objects.filter(pk=partner.user.pk).update(
         expires_at=timezone.now() - timedelta(minutes=1))
-    assert _try_login(gateway.explicit_port, "alice", cast.partner.password).startswith("530")
+    assert _try_login(gateway.explicit_port, "alice", partner.password).startswith("530")
     assert wait_for_event(action="login", outcome="failure").details["reason"] == \
         "account expired"
 
 
-def test_disabled_account_is_refused(cast, gateway):
-    User.objects.filter(pk=cast.partner.user.pk).update(is_active=False)
-    assert _try_login(gateway.explicit_port, "alice", cast.partner.password).startswith("530")
+def test_disabled_account_is_refused(partner, gateway):
+    User.objects.filter(pk=partner.user.pk).update(is_active=False)
+    assert _try_login(gateway.explicit_port, "alice", partner.password).startswith("530")
     assert wait_for_event(action="login", outcome="failure").details["reason"] == \
         "account disabled"
 
 
-def test_user_without_ftps_protocol_is_refused(cast, gateway):
-    User.objects.filter(pk=cast.partner.user.pk).update(allowed_protocols=["https"])
-    assert _try_login(gateway.explicit_port, "alice", cast.partner.password).startswith("530")
+def test_user_without_ftps_protocol_is_refused(partner, gateway):
+    User.objects.filter(pk=partner.user.pk).update(allowed_protocols=["https"])
+    assert _try_login(gateway.explicit_port, "alice", partner.password).startswith("530")
     reason = wait_for_event(action="login", outcome="failure").details["reason"]
     assert reason == "protocol ftps not allowed for this user"
 
@@ -244,7 +244,7 @@ def test_admin_cannot_log_in_over_ftps(cast, gateway):
     assert reason == "protocol ftps not allowed for this user"
 
 
-def test_third_failed_login_disconnects(cast, gateway):
+def test_third_failed_login_disconnects(partner, gateway):
     ftp = _secured(gateway.explicit_port, implicit=False)
     try:
         answers = []
@@ -259,10 +259,10 @@ def test_third_failed_login_disconnects(cast, gateway):
         ftp.close()
 
 
-def test_pass_before_user_is_refused(cast, gateway):
+def test_pass_before_user_is_refused(partner, gateway):
     ftp = _secured(gateway.explicit_port, implicit=False)
     try:
-        assert reply(ftp, f"PASS {cast.partner.password}").startswith("503")
+        assert reply(ftp, f"PASS {partner.password}").startswith("503")
     finally:
         ftp.close()
 
@@ -271,7 +271,7 @@ def test_pass_before_user_is_refused(cast, gateway):
 
 
 @override_settings(BAN_FAILURES=3)
-def test_repeated_failures_ban_the_address_even_for_a_correct_password(cast, gateway):
+def test_repeated_failures_ban_the_address_even_for_a_correct_password(partner, gateway):
     ftp = _secured(gateway.explicit_port, implicit=False)
     try:
         for _ in range(2):
@@ -290,14 +290,14 @@ def test_repeated_failures_ban_the_address_even_for_a_correct_password(cast, gat
 
 
 @override_settings(BAN_FAILURES=2)
-def test_ban_refuses_a_correct_password_on_an_open_session(cast, gateway):
+def test_ban_refuses_a_correct_password_on_an_open_session(partner, gateway):
     ftp = _secured(gateway.explicit_port, implicit=False)
     try:
         reply(ftp, "USER alice")
         assert reply(ftp, "PASS wrong-password").startswith("530")
         assert _try_login(gateway.explicit_port, "alice", "wrong-again").startswith("530")
         reply(ftp, "USER alice")
-        assert reply(ftp, f"PASS {cast.partner.password}").startswith("530")
+        assert reply(ftp, f"PASS {partner.password}").startswith("530")
     finally:
         ftp.close()
     assert wait_for_event(action="login", outcome="failure",
@@ -305,7 +305,7 @@ def test_ban_refuses_a_correct_password_on_an_open_session(cast, gateway):
 
 
 @MODES
-def test_banned_address_gets_421_on_connect(cast, gateway, implicit):
+def test_banned_address_gets_421_on_connect(partner, gateway, implicit):
     Ban.objects.create(address="127.0.0.1", reason="test",
                        expires_at=timezone.now() + timedelta(hours=1))
     ftp: ftplib.FTP = ImplicitFTP(context=client_context()) if implicit else ftplib.FTP()
@@ -318,10 +318,10 @@ def test_banned_address_gets_421_on_connect(cast, gateway, implicit):
         ftp.close()
 
 
-def test_lifted_ban_lets_the_address_in_again(cast, gateway):
+def test_lifted_ban_lets_the_address_in_again(partner, gateway):
     Ban.objects.create(address="127.0.0.1", reason="test", lifted_at=timezone.now(),
                        expires_at=timezone.now() + timedelta(hours=1))
-    login(gateway.explicit_port, "alice", cast.partner.password).quit()
+    login(gateway.explicit_port, "alice", partner.password).quit()
 
 
 # --- concurrency ------------------------------------------------------------------------------

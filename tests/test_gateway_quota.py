@@ -24,8 +24,8 @@ MODES = pytest.mark.parametrize("implicit", [False, True], ids=["explicit", "imp
 QUOTA = 500_000
 
 
-def _set_quota(cast, *, quota_bytes: int | None = None, quota_files: int | None = None) -> None:
-    User.objects.filter(pk=cast.partner.user.pk).update(quota_bytes=quota_bytes,
+def _set_quota(partner, *, quota_bytes: int | None = None, quota_files: int | None = None) -> None:
+    User.objects.filter(pk=partner.user.pk).update(quota_bytes=quota_bytes,
                                                         quota_files=quota_files)
 
 
@@ -43,16 +43,16 @@ def _upload(ftp, name: str, data: bytes) -> str:
     return ftp.getmultiline()
 
 
-def _leftovers(cast) -> list[str]:
+def _leftovers(partner) -> list[str]:
     """Return what an upload left in the user's hidden temporary folder."""
-    temp = Path(cast.partner.user.home_dir) / ".portside-tmp"
+    temp = Path(partner.user.home_dir) / ".portside-tmp"
     return sorted(p.name for p in temp.iterdir()) if temp.exists() else []
 
 
 @MODES
-def test_upload_over_quota_is_refused_with_552(cast, gateway, implicit):
-    _set_quota(cast, quota_bytes=QUOTA)
-    ftp = login(gateway.port(implicit), cast.partner.username, cast.partner.password,
+def test_upload_over_quota_is_refused_with_552(partner, gateway, implicit):
+    _set_quota(partner, quota_bytes=QUOTA)
+    ftp = login(gateway.port(implicit), partner.username, partner.password,
                 implicit=implicit)
     try:
         answer = _upload(ftp, "big.bin", os.urandom(QUOTA + 200_000))
@@ -62,23 +62,23 @@ def test_upload_over_quota_is_refused_with_552(cast, gateway, implicit):
         ftp.quit()
 
 
-def test_upload_over_quota_leaves_nothing_behind(cast, gateway):
-    _set_quota(cast, quota_bytes=QUOTA)
-    ftp = login(gateway.explicit_port, cast.partner.username, cast.partner.password)
+def test_upload_over_quota_leaves_nothing_behind(partner, gateway):
+    _set_quota(partner, quota_bytes=QUOTA)
+    ftp = login(gateway.explicit_port, partner.username, partner.password)
     try:
         _upload(ftp, "big.bin", os.urandom(QUOTA + 200_000))
         assert ftp.nlst() == []
     finally:
         ftp.quit()
-    assert not (Path(cast.partner.user.home_dir) / "big.bin").exists()
+    assert not (Path(partner.user.home_dir) / "big.bin").exists()
     assert not StoredFile.objects.filter(state__in=LIVE_STATES).exists()
-    assert _leftovers(cast) == []
+    assert _leftovers(partner) == []
     assert until(lambda: not QuotaReservation.objects.exists(), what="no reservation left")
 
 
-def test_upload_over_quota_is_audited_with_the_reason(cast, gateway):
-    _set_quota(cast, quota_bytes=QUOTA)
-    ftp = login(gateway.explicit_port, cast.partner.username, cast.partner.password)
+def test_upload_over_quota_is_audited_with_the_reason(partner, gateway):
+    _set_quota(partner, quota_bytes=QUOTA)
+    ftp = login(gateway.explicit_port, partner.username, partner.password)
     try:
         _upload(ftp, "big.bin", os.urandom(QUOTA + 200_000))
     finally:
@@ -87,19 +87,19 @@ def test_upload_over_quota_is_audited_with_the_reason(cast, gateway):
     assert event.details["reason"] == f"quota of {QUOTA} bytes exceeded"
 
 
-def test_upload_that_fits_the_quota_is_stored(cast, gateway):
-    _set_quota(cast, quota_bytes=QUOTA)
-    ftp = login(gateway.explicit_port, cast.partner.username, cast.partner.password)
+def test_upload_that_fits_the_quota_is_stored(partner, gateway):
+    _set_quota(partner, quota_bytes=QUOTA)
+    ftp = login(gateway.explicit_port, partner.username, partner.password)
     try:
         assert _upload(ftp, "fits.bin", os.urandom(QUOTA)).startswith("226")
     finally:
         ftp.quit()
-    assert quota.used_bytes(cast.partner.user.pk) == QUOTA
+    assert quota.used_bytes(partner.user.pk) == QUOTA
 
 
-def test_quota_counts_files_already_stored(cast, gateway):
-    _set_quota(cast, quota_bytes=QUOTA)
-    ftp = login(gateway.explicit_port, cast.partner.username, cast.partner.password)
+def test_quota_counts_files_already_stored(partner, gateway):
+    _set_quota(partner, quota_bytes=QUOTA)
+    ftp = login(gateway.explicit_port, partner.username, partner.password)
     try:
         assert _upload(ftp, "first.bin", os.urandom(300_000)).startswith("226")
         assert _upload(ftp, "second.bin", os.urandom(300_000)).startswith("552")
@@ -108,9 +108,9 @@ def test_quota_counts_files_already_stored(cast, gateway):
         ftp.quit()
 
 
-def test_quota_counts_partial_uploads(cast, gateway):
-    _set_quota(cast, quota_bytes=QUOTA)
-    ftp = login(gateway.explicit_port, cast.partner.username, cast.partner.password)
+def test_quota_counts_partial_uploads(partner, gateway):
+    _set_quota(partner, quota_bytes=QUOTA)
+    ftp = login(gateway.explicit_port, partner.username, partner.password)
     try:
         conn = ftp.transfercmd("STOR part.bin")
         conn.sendall(os.urandom(300_000))
@@ -122,9 +122,9 @@ def test_quota_counts_partial_uploads(cast, gateway):
         ftp.quit()
 
 
-def test_deleting_a_file_gives_its_quota_back(cast, gateway):
-    _set_quota(cast, quota_bytes=QUOTA)
-    ftp = login(gateway.explicit_port, cast.partner.username, cast.partner.password)
+def test_deleting_a_file_gives_its_quota_back(partner, gateway):
+    _set_quota(partner, quota_bytes=QUOTA)
+    ftp = login(gateway.explicit_port, partner.username, partner.password)
     try:
         _upload(ftp, "first.bin", os.urandom(400_000))
         ftp.delete("first.bin")
@@ -133,9 +133,9 @@ def test_deleting_a_file_gives_its_quota_back(cast, gateway):
         ftp.quit()
 
 
-def test_two_concurrent_uploads_cannot_overrun_the_quota(cast, gateway):
-    _set_quota(cast, quota_bytes=QUOTA)
-    sessions = [login(gateway.explicit_port, cast.partner.username, cast.partner.password)
+def test_two_concurrent_uploads_cannot_overrun_the_quota(partner, gateway):
+    _set_quota(partner, quota_bytes=QUOTA)
+    sessions = [login(gateway.explicit_port, partner.username, partner.password)
                 for _ in range(2)]
     data = os.urandom(300_000)
     starts = [ftp.transfercmd(f"STOR file{n}.bin") for n, ftp in enumerate(sessions)]
@@ -162,13 +162,13 @@ def test_two_concurrent_uploads_cannot_overrun_the_quota(cast, gateway):
     for ftp in sessions:
         ftp.quit()
     assert sorted(r[:3] for r in replies) == ["226", "552"], replies
-    assert quota.used_bytes(cast.partner.user.pk) <= QUOTA
-    assert _leftovers(cast) == []
+    assert quota.used_bytes(partner.user.pk) <= QUOTA
+    assert _leftovers(partner) == []
 
 
-def test_file_count_quota_refuses_one_file_too_many(cast, gateway):
-    _set_quota(cast, quota_files=2)
-    ftp = login(gateway.explicit_port, cast.partner.username, cast.partner.password)
+def test_file_count_quota_refuses_one_file_too_many(partner, gateway):
+    _set_quota(partner, quota_files=2)
+    ftp = login(gateway.explicit_port, partner.username, partner.password)
     try:
         for name in ("a.txt", "b.txt"):
             assert _upload(ftp, name, b"x").startswith("226")
@@ -179,9 +179,9 @@ def test_file_count_quota_refuses_one_file_too_many(cast, gateway):
         ftp.quit()
 
 
-def test_file_count_quota_allows_replacing_a_file(cast, gateway):
-    _set_quota(cast, quota_files=1)
-    ftp = login(gateway.explicit_port, cast.partner.username, cast.partner.password)
+def test_file_count_quota_allows_replacing_a_file(partner, gateway):
+    _set_quota(partner, quota_files=1)
+    ftp = login(gateway.explicit_port, partner.username, partner.password)
     try:
         assert _upload(ftp, "a.txt", b"one").startswith("226")
         assert _upload(ftp, "a.txt", b"two").startswith("226")
@@ -190,21 +190,21 @@ def test_file_count_quota_allows_replacing_a_file(cast, gateway):
 
 
 @override_settings(MAX_FILE_BYTES=QUOTA)
-def test_upload_over_the_file_size_limit_is_refused_with_553(cast, gateway):
-    ftp = login(gateway.explicit_port, cast.partner.username, cast.partner.password)
+def test_upload_over_the_file_size_limit_is_refused_with_553(partner, gateway):
+    ftp = login(gateway.explicit_port, partner.username, partner.password)
     try:
         answer = _upload(ftp, "big.bin", os.urandom(QUOTA + 200_000))
         assert answer == f"553 File larger than the limit of {QUOTA} bytes."
         assert ftp.nlst() == []
     finally:
         ftp.quit()
-    assert _leftovers(cast) == []
+    assert _leftovers(partner) == []
     assert not StoredFile.objects.filter(state__in=LIVE_STATES).exists()
 
 
 @override_settings(UPLOAD_DENY_PATTERNS=["*.exe"])
-def test_denied_file_name_is_refused_before_any_byte(cast, gateway):
-    ftp = login(gateway.explicit_port, cast.partner.username, cast.partner.password)
+def test_denied_file_name_is_refused_before_any_byte(partner, gateway):
+    ftp = login(gateway.explicit_port, partner.username, partner.password)
     try:
         answer = reply(ftp, "STOR setup.EXE")
         assert answer == "553 File names matching *.exe are not accepted."

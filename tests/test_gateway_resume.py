@@ -39,9 +39,9 @@ def _partial(name: str) -> StoredFile:
 
 
 @pytest.fixture
-def alice(cast, gateway):
+def alice(partner, gateway):
     """Alice, logged in over explicit FTPS, binary type."""
-    ftp = login(gateway.explicit_port, cast.partner.username, cast.partner.password)
+    ftp = login(gateway.explicit_port, partner.username, partner.password)
     ftp.voidcmd("TYPE I")
     yield ftp
     ftp.close()
@@ -86,8 +86,8 @@ def test_hash_of_a_partial_upload_is_refused(alice):
 
 
 @MODES
-def test_rest_and_stor_complete_an_interrupted_upload(cast, gateway, implicit):
-    ftp = login(gateway.port(implicit), cast.partner.username, cast.partner.password,
+def test_rest_and_stor_complete_an_interrupted_upload(partner, gateway, implicit):
+    ftp = login(gateway.port(implicit), partner.username, partner.password,
                 implicit=implicit)
     try:
         _interrupted_upload(ftp, "big.bin")
@@ -145,8 +145,8 @@ def test_interrupted_upload_twice_keeps_both_parts(alice):
 
 
 @MODES
-def test_rest_and_retr_resume_a_download(cast, gateway, implicit):
-    ftp = login(gateway.port(implicit), cast.partner.username, cast.partner.password,
+def test_rest_and_retr_resume_a_download(partner, gateway, implicit):
+    ftp = login(gateway.port(implicit), partner.username, partner.password,
                 implicit=implicit)
     try:
         ftp.storbinary("STOR big.bin", io.BytesIO(DATA))

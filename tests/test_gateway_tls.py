@@ -20,26 +20,26 @@ pytestmark = pytest.mark.django_db(transaction=True)
 MODES = pytest.mark.parametrize("implicit", [False, True], ids=["explicit", "implicit"])
 
 
-def _logged_in_without_prot(port: int, cast) -> ResumingFTP:
+def _logged_in_without_prot(port: int, partner) -> ResumingFTP:
     """Return a client secured and logged in, before PBSZ/PROT."""
     ftp = ResumingFTP(context=client_context(), timeout=15)
     ftp.connect("127.0.0.1", port)
     ftp.auth()
-    ftplib.FTP.login(ftp, cast.partner.username, cast.partner.password)
+    ftplib.FTP.login(ftp, partner.username, partner.password)
     return ftp
 
 
 @pytest.mark.parametrize("command", ["PASV", "EPSV"])
-def test_passive_mode_before_prot_p_is_refused_with_534(cast, gateway, command):
-    ftp = _logged_in_without_prot(gateway.explicit_port, cast)
+def test_passive_mode_before_prot_p_is_refused_with_534(partner, gateway, command):
+    ftp = _logged_in_without_prot(gateway.explicit_port, partner)
     try:
         assert reply(ftp, command).startswith("534")
     finally:
         ftp.close()
 
 
-def test_prot_c_is_refused(cast, gateway):
-    ftp = _logged_in_without_prot(gateway.explicit_port, cast)
+def test_prot_c_is_refused(partner, gateway):
+    ftp = _logged_in_without_prot(gateway.explicit_port, partner)
     try:
         ftp.voidcmd("PBSZ 0")
         assert reply(ftp, "PROT C").startswith("534")
@@ -48,7 +48,7 @@ def test_prot_c_is_refused(cast, gateway):
 
 
 @MODES
-def test_stock_ftp_tls_without_session_reuse_gets_522(cast, gateway, implicit):
+def test_stock_ftp_tls_without_session_reuse_gets_522(partner, gateway, implicit):
     """ftplib.FTP_TLS opens data connections with a new TLS session: refused."""
     if implicit:
         class StockImplicit(ftplib.FTP_TLS):
@@ -60,7 +60,7 @@ def test_stock_ftp_tls_without_session_reuse_gets_522(cast, gateway, implicit):
     try:
         if not implicit:
             ftp.auth()
-        ftplib.FTP.login(ftp, cast.partner.username, cast.partner.password)
+        ftplib.FTP.login(ftp, partner.username, partner.password)
         ftp.prot_p()
         with pytest.raises(ssl.SSLError):
             ftp.nlst()
@@ -71,12 +71,12 @@ def test_stock_ftp_tls_without_session_reuse_gets_522(cast, gateway, implicit):
     assert wait_for_event(action="refused", details__command="data-tls")
 
 
-def test_stock_ftp_tls_upload_leaves_nothing(cast, gateway):
+def test_stock_ftp_tls_upload_leaves_nothing(partner, gateway):
     ftp = ftplib.FTP_TLS(context=client_context(), timeout=15)
     ftp.connect("127.0.0.1", gateway.explicit_port)
     try:
         ftp.auth()
-        ftplib.FTP.login(ftp, cast.partner.username, cast.partner.password)
+        ftplib.FTP.login(ftp, partner.username, partner.password)
         ftp.prot_p()
         with pytest.raises(ssl.SSLError):
             ftp.storbinary("STOR refused.txt", io.BytesIO(b"secret" * 1000))
@@ -118,8 +118,8 @@ def test_data_connection_cannot_resume_another_control_sessions_tls(cast, gatewa
 
 
 @MODES
-def test_ccc_is_refused(cast, gateway, implicit):
-    ftp = login(gateway.port(implicit), cast.partner.username, cast.partner.password,
+def test_ccc_is_refused(partner, gateway, implicit):
+    ftp = login(gateway.port(implicit), partner.username, partner.password,
                 implicit=implicit)
     try:
         assert reply(ftp, "CCC").startswith("534")
@@ -130,15 +130,15 @@ def test_ccc_is_refused(cast, gateway, implicit):
 
 
 @MODES
-def test_tls_setup_is_audited_with_version_and_cipher(cast, gateway, implicit):
-    login(gateway.port(implicit), cast.partner.username, cast.partner.password,
+def test_tls_setup_is_audited_with_version_and_cipher(partner, gateway, implicit):
+    login(gateway.port(implicit), partner.username, partner.password,
           implicit=implicit).quit()
     event = wait_for_event(action="tls", object_type="session")
     assert event.details["tls_version"] in ("TLSv1.2", "TLSv1.3")
     assert event.details["cipher"]
 
 
-def test_tls_1_1_is_refused(cast, gateway):
+def test_tls_1_1_is_refused(partner, gateway):
     context = client_context()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
@@ -154,7 +154,7 @@ def test_tls_1_1_is_refused(cast, gateway):
         ftp.close()
 
 
-def test_testssl_finds_no_weak_protocol_or_cipher(cast, gateway, tmp_path):
+def test_testssl_finds_no_weak_protocol_or_cipher(partner, gateway, tmp_path):
     testssl = shutil.which("testssl") or shutil.which("testssl.sh")
     assert testssl, "testssl.sh is not installed (apt-get install testssl.sh)"
     report = tmp_path / "testssl.json"
