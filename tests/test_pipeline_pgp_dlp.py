@@ -119,3 +119,32 @@ def test_dlp_block_rejects_and_takes_the_file_out_of_the_home(cast):
     stored = _run(_store(cast.partner.user, "/hr.txt", b"employee 123-45-6789\n"))
     assert stored.state == FileState.REJECTED and "ssn (1)" in stored.state_reason
     assert not (uploads.home_of(cast.partner.user) / "hr.txt").exists()
+
+
+def _wait(stored: StoredFile, *states: str, timeout: float = 90) -> StoredFile:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        stored.refresh_from_db()
+        if stored.state in states:
+            return stored
+        time.sleep(0.2)
+    raise AssertionError(f"file stayed {stored.state} ({stored.state_reason})")
+
+
+def test_a_real_worker_decrypts_a_pgp_upload_and_blocks_by_dlp(cast, keys, settings,
+                                                             start_worker):
+    platform_fpr, ring, partner_fpr, partner_pass = keys
+    partner = cast.partner.user.partner
+    _register(partner, ring, partner_fpr)
+    DlpRule.objects.create(partner=partner, name="cards", kind="card", action="block")
+    start_worker(MFT_SCAN="off", MFT_PGP_PASSPHRASE=settings.PGP_PASSPHRASE)
+    clean = _store(cast.partner.user, "/ok.pgp",
+                   _encrypt(ring, platform_fpr, b"order 7\n", sign=(partner_fpr, partner_pass)))
+    blocked = _store(cast.partner.user, "/cards.pgp",
+                     _encrypt(ring, platform_fpr, CARD, sign=(partner_fpr, partner_pass)))
+    assert _plaintext(_wait(clean, FileState.READY)) == b"order 7\n"
+    blocked = _wait(blocked, FileState.REJECTED)
+    assert blocked.steps.get(name="decrypt").outcome == "decrypted"
+    assert "cards (1)" in blocked.state_reason
