@@ -182,8 +182,8 @@ REST_FRAMEWORK = {
         "token": env_rate("MFT_API_RATE_TOKEN", "1200/min"),
         "anon": env_rate("MFT_API_RATE_ANON", "60/min"),
     },
-    # Throttles key anonymous callers by the address the server saw, never by a
-    # client-supplied X-Forwarded-For.
+    # Throttles key anonymous callers by mft.client_address (MFT_TRUSTED_PROXIES), never
+    # by a client-supplied X-Forwarded-For.
     "NUM_PROXIES": 0,
 }
 SPECTACULAR_SETTINGS = {

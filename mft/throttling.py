@@ -14,6 +14,7 @@ from rest_framework.settings import api_settings
 from rest_framework.throttling import AnonRateThrottle, SimpleRateThrottle
 
 from accounts.models import ApiToken
+from mft import client_address
 
 
 class _SettingsRate:
@@ -45,3 +46,8 @@ class TokenRateThrottle(_SettingsRate, SimpleRateThrottle):
 
 class AddressRateThrottle(_SettingsRate, AnonRateThrottle):
     """Limit anonymous requests per client address to the `anon` rate."""
+
+    def get_ident(self, request: Request) -> str:
+        """Return the client address as bans and the audit log see it (trusted proxies
+        honoured, a forged X-Forwarded-For ignored)."""
+        return client_address.client_ip(request) or ""

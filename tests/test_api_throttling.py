@@ -48,3 +48,19 @@ def test_health_is_never_throttled(cast, rates):
     rates(token=None, anon="1/min")
     codes = {APIClient().get("/healthz").status_code for _ in range(3)}
     assert 429 not in codes
+
+
+def test_a_forged_forwarded_for_header_does_not_open_a_new_bucket(cast, rates):
+    rates(token=None, anon="1/min")
+    assert APIClient().get("/api/schema/", HTTP_X_FORWARDED_FOR="198.51.100.1").status_code \
+        == 200
+    response = APIClient().get("/api/schema/", HTTP_X_FORWARDED_FOR="198.51.100.2")
+    assert response.status_code == 429
+
+
+def test_clients_behind_a_trusted_proxy_get_their_own_buckets(cast, rates, settings):
+    rates(token=None, anon="1/min")
+    settings.TRUSTED_PROXIES = ["127.0.0.0/8"]
+    for client in ("198.51.100.1", "198.51.100.2"):
+        response = APIClient().get("/api/schema/", HTTP_X_FORWARDED_FOR=client)
+        assert response.status_code == 200, client
