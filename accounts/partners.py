@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import IntegrityError, transaction
+from django.db.models.deletion import Collector, ProtectedError, RestrictedError
 
 from accounts.models import Partner
 from audit import events
@@ -72,8 +73,19 @@ def update_partner(partner: Partner, *, origin: Origin, **changes: Any) -> Partn
 
 
 def in_use(partner: Partner) -> bool:
-    """Return True when users or stored files refer to the partner."""
-    return partner.users.exists() or partner.files.exists()
+    """Return True when anything that must outlive a deletion refers to the partner.
+
+    Asks Django's deletion collector, so rows other apps add (delivery endpoints, routes,
+    pulls) count without this module knowing them.
+    """
+    if partner.users.exists() or partner.files.exists():
+        return True
+    collector = Collector(using="default")
+    try:
+        collector.collect([partner])
+    except (ProtectedError, RestrictedError):
+        return True
+    return False
 
 
 def remove_partner(partner: Partner, *, origin: Origin) -> Partner | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from accounts.models import Partner
@@ -110,3 +112,17 @@ def test_partners_filter_by_status(cast):
     Partner.objects.filter(name="Other Ltd").update(status="suspended")
     response = client_for(cast.admin.user, "read").get("/api/v1/partners/?status=suspended")
     assert [row["name"] for row in response.json()["results"]] == ["Other Ltd"]
+
+
+def test_a_partner_with_a_delivery_endpoint_is_suspended_not_deleted(cast):
+    from accounts import partners
+    from accounts.models import Partner
+    from audit.events import Origin
+    from deliveries import services as deliveries
+
+    partner = Partner.objects.create(name="Endpoint Owner")
+    deliveries.create_endpoint(partner=partner, name="sftp-out", host="127.0.0.1", port=2121,
+                               username="u", password="P-" + os.urandom(6).hex(),
+                               pinned_sha256="ab" * 32, origin=Origin(actor="t"))
+    assert partners.remove_partner(partner, origin=Origin(actor="t")) is not None
+    assert Partner.objects.get(pk=partner.pk).status == Partner.Status.SUSPENDED
