@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import ipaddress
+import secrets
 import threading
 import time
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ from pyftpdlib.ioloop import IOLoop
 from pyftpdlib.servers import FTPServer
 
 USERNAME = "partner"
-PASSWORD = "partner-secret-Pw1"
+PASSWORD = "Remote-" + secrets.token_urlsafe(16)
 
 
 @dataclass(frozen=True)

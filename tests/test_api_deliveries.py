@@ -3,6 +3,8 @@ attempts, re-send; configuration is the admin's, receipts are readable per partn
 
 from __future__ import annotations
 
+import secrets
+
 import pytest
 
 from accounts.models import Partner
@@ -14,6 +16,7 @@ from tests.api_client import client_for, fresh_throttles, make_ready, store  # n
 from tests.deliveries_support import broker  # noqa: F401
 
 pytestmark = pytest.mark.django_db(transaction=True)
+ENDPOINT_PASSWORD = "Endpoint-" + secrets.token_urlsafe(12)
 
 PIN = "ab" * 32
 ADMIN = Origin(actor="root-admin", protocol="test")
@@ -21,7 +24,7 @@ ADMIN = Origin(actor="root-admin", protocol="test")
 
 def _endpoint(partner: Partner, name: str = "acme-ftps") -> PartnerEndpoint:
     return services.create_endpoint(partner=partner, name=name, host="ftp.acme.example",
-                                    username="portside", password="s3cret-Pass",
+                                    username="portside", password=ENDPOINT_PASSWORD,
                                     pinned_sha256=PIN)
 
 
@@ -39,25 +42,25 @@ def test_admin_creates_an_endpoint_and_never_sees_its_password(cast):
     response = client_for(cast.admin.user, "admin").post(
         "/api/v1/endpoints/",
         {"partner": cast.partner.user.partner.pk, "name": "acme", "host": "ftp.acme.example",
-         "username": "portside", "password": "s3cret-Pass", "pinned_sha256": PIN},
+         "username": "portside", "password": ENDPOINT_PASSWORD, "pinned_sha256": PIN},
         format="json")
     assert response.status_code == 201, response.content
     assert response.json()["password_set"] is True
-    assert "s3cret-Pass" not in response.content.decode()
+    assert ENDPOINT_PASSWORD not in response.content.decode()
     assert "password" not in response.json()
 
 
 def test_listing_endpoints_shows_no_secret(cast):
     endpoint = _endpoint(cast.partner.user.partner)
     body = client_for(cast.admin.user, "read").get("/api/v1/endpoints/").content.decode()
-    assert "s3cret-Pass" not in body and endpoint.password_secret not in body
+    assert ENDPOINT_PASSWORD not in body and endpoint.password_secret not in body
 
 
 def test_an_endpoint_without_tls_verification_is_a_400(cast):
     response = client_for(cast.admin.user, "admin").post(
         "/api/v1/endpoints/",
         {"partner": cast.partner.user.partner.pk, "name": "acme", "host": "ftp.acme.example",
-         "username": "portside", "password": "s3cret-Pass"}, format="json")
+         "username": "portside", "password": ENDPOINT_PASSWORD}, format="json")
     assert response.status_code == 400
     assert "verification" in response.json()["detail"]
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import random
+import secrets
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -25,6 +26,7 @@ from tests.api_client import fresh_throttles, set_state, store, token_for  # noq
 from transfers.models import FileState
 
 pytestmark = pytest.mark.django_db(transaction=True)
+ENDPOINT_PASSWORD = "Endpoint-" + secrets.token_urlsafe(12)
 
 JUNK_VALUES: list[Any] = [
     None, True, 0, -1, 2**70, -(2**70), 1.5e308, "", " ", "x", "A" * 100_000,
@@ -78,7 +80,7 @@ def world(cast, settings, tmp_path) -> dict[str, Any]:
     held = set_state(store(cast.partner.user, "/held.txt"), FileState.HELD)
     endpoint = services.create_endpoint(partner=cast.partner.user.partner, name="e",
                                         host="ftp.acme.example", username="u",
-                                        password="s3cret-Pass", pinned_sha256="ab" * 32)
+                                        password=ENDPOINT_PASSWORD, pinned_sha256="ab" * 32)
     route = services.create_route(name="r", endpoint=endpoint, source_user=cast.partner.user)
     return {
         "endpoint": endpoint.pk,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import secrets as randomness
 
 import pytest
 from django.db import IntegrityError, connection
@@ -31,9 +32,13 @@ ADMIN = Origin(actor="root-admin", protocol="test")
 PIN = "0f" * 32
 
 
+ENDPOINT_PASSWORD = "Endpoint-" + randomness.token_urlsafe(12)
+OTHER_PASSWORD = "Other-" + randomness.token_urlsafe(12)
+
+
 def endpoint(**overrides: object) -> PartnerEndpoint:
     values: dict = dict(partner=partner_named("Bank Ltd"), name="bank", host="ftp.bank.example",
-                        username="acme", password="s3cret-Password!", pinned_sha256=PIN)
+                        username="acme", password=ENDPOINT_PASSWORD, pinned_sha256=PIN)
     values.update(overrides)
     return services.create_endpoint(**values)
 
@@ -53,22 +58,22 @@ def test_endpoint_secrets_are_not_readable_in_the_database(tmp_path):
     made = endpoint(client_cert_pem=client.cert_pem, client_key_pem=client.key_pem)
     stored_password = column("password_secret", made.pk)
     stored_key = column("client_key_secret", made.pk)
-    for plain, sealed in (("s3cret-Password!", stored_password), (client.key_pem, stored_key)):
+    for plain, sealed in ((ENDPOINT_PASSWORD, stored_password), (client.key_pem, stored_key)):
         assert sealed.startswith("psec1:")
         assert plain not in sealed
         assert plain.encode() not in base64.b64decode(sealed[len("psec1:"):])
     server = endpoint_connection.remote_server(PartnerEndpoint.objects.get(pk=made.pk))
-    assert server.password == "s3cret-Password!" and server.client_key_pem == client.key_pem
-    assert "s3cret" not in repr(server)
+    assert server.password == ENDPOINT_PASSWORD and server.client_key_pem == client.key_pem
+    assert ENDPOINT_PASSWORD not in repr(server)
     created = AuditEvent.objects.get(action="endpoint.create")
-    assert "s3cret" not in json.dumps(created.details)
+    assert ENDPOINT_PASSWORD not in json.dumps(created.details)
     assert created.details["after"]["password"] is True
 
 
 @pytest.mark.django_db(transaction=True)
 def test_a_sealed_secret_moved_to_another_row_or_column_does_not_open():
     first = endpoint()
-    second = endpoint(name="other", password="another-Password1")
+    second = endpoint(name="other", password=OTHER_PASSWORD)
     PartnerEndpoint.objects.filter(pk=second.pk).update(password_secret=first.password_secret)
     second.refresh_from_db()
     with pytest.raises(secrets.SecretUnavailable):
@@ -251,13 +256,15 @@ def test_a_suspended_partner_pauses_its_deliveries(cast, stock, broker):
 
 @pytest.mark.django_db(transaction=True)
 def test_the_admin_shows_endpoints_without_their_secrets(cast, client):
+    from tests.dashboard.conftest import verified_session
+
     made = endpoint()
-    client.force_login(cast.admin.user)
+    verified_session(client, cast.admin.user)  # the admin site needs password and TOTP
     page = client.get(f"/admin/deliveries/partnerendpoint/{made.pk}/change/")
     assert page.status_code == 200
     body = page.content.decode()
     assert "ftp.bank.example" in body
-    assert "psec1:" not in body and "s3cret" not in body and "password_secret" not in body
+    assert "psec1:" not in body and ENDPOINT_PASSWORD not in body and "password_secret" not in body
     assert client.get("/admin/deliveries/delivery/").status_code == 200
 
 
@@ -292,7 +299,7 @@ def test_secrets_are_resealed_under_a_new_master_key(monkeypatch):
     assert services.reseal_secrets() == 1
     made.refresh_from_db()
     assert secrets.key_id_of(made.password_secret) == new_key.key_id
-    assert endpoint_connection.remote_server(made).password == "s3cret-Password!"
+    assert endpoint_connection.remote_server(made).password == ENDPOINT_PASSWORD
 
 
 

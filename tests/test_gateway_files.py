@@ -53,7 +53,8 @@ def uploaded(alice):
 
 def _ready(path: str) -> None:
     """Mark a stored file ready, as the pipeline would once it is scanned."""
-    StoredFile.objects.filter(path=path).update(state=FileState.READY)
+    StoredFile.objects.filter(path=path).exclude(state=FileState.DELETED).update(
+        state=FileState.READY)
 
 
 # --- uploads and downloads --------------------------------------------------------------------
@@ -368,3 +369,37 @@ def test_upload_into_a_missing_folder_is_refused_before_any_byte(alice, partner)
     assert reply(alice, "STOR missing/orders.csv") == "550 Folder /missing does not exist."
     temp = Path(partner.user.home_dir) / ".portside-tmp"
     assert not temp.exists() or not any(temp.iterdir())
+
+
+def test_two_uploads_to_one_name_leave_the_last_one_whole(connect, partner):
+    first, second = connect(), connect()
+    one, two = os.urandom(100_000), os.urandom(120_000)
+    # Both uploads start before either lands: each must replace what is there when it does.
+    conns = [first.transfercmd("STOR same.bin"), second.transfercmd("STOR same.bin")]
+    for ftp, conn, data in ((first, conns[0], one), (second, conns[1], two)):
+        conn.sendall(data)
+        conn.unwrap()
+        conn.close()
+        assert ftp.getmultiline().startswith("226")
+    live = StoredFile.objects.exclude(state=FileState.DELETED).get()
+    assert (live.size, live.sha256) == (len(two), hashlib.sha256(two).hexdigest())
+    assert first.size("same.bin") == len(two)
+    _ready("/same.bin")
+    received = bytearray()
+    first.retrbinary("RETR same.bin", received.extend)
+    assert bytes(received) == two
+
+
+def test_upload_landing_on_a_new_file_needs_overwrite(connect, partner):
+    from accounts.models import User
+    User.objects.filter(pk=partner.user.pk).update(permissions=["list", "download", "upload"])
+    first, second = connect(), connect()
+    conn = second.transfercmd("STOR same.bin")  # nothing at that name yet: allowed
+    first.storbinary("STOR same.bin", io.BytesIO(b"first"))
+    conn.sendall(b"second")
+    conn.unwrap()
+    conn.close()
+    assert second.getmultiline() == "550 Permission denied: overwrite."
+    assert first.sendcmd("HASH same.bin").split()[3] == hashlib.sha256(b"first").hexdigest()
+    temp = Path(partner.user.home_dir) / ".portside-tmp"
+    assert not any(temp.iterdir())

@@ -237,6 +237,13 @@ def test_user_without_ftps_protocol_is_refused(partner, gateway):
     assert reason == "protocol ftps not allowed for this user"
 
 
+def test_address_outside_the_users_allow_list_is_refused(partner, gateway):
+    User.objects.filter(pk=partner.user.pk).update(allowed_ips=["192.0.2.0/24"])
+    assert _try_login(gateway.explicit_port, "alice", partner.password).startswith("530")
+    reason = wait_for_event(action="login", outcome="failure").details["reason"]
+    assert reason == "address 127.0.0.1 not in the user's allow-list"
+
+
 def test_admin_cannot_log_in_over_ftps(cast, gateway):
     answer = _try_login(gateway.explicit_port, cast.admin.username, cast.admin.password)
     assert answer.startswith("530")

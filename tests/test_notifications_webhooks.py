@@ -283,7 +283,7 @@ def test_webhook_secrets_are_resealed_under_a_new_master_key(monkeypatch):
     monkeypatch.setattr(storage, "master_key", lambda: new_key)
     monkeypatch.setattr(storage, "known_keys",
                         lambda: {new_key.key_id: new_key, old_key.key_id: old_key})
-    assert subscriptions.reseal_secrets() == 1
+    signals.master_key_rotated.send(sender=None, key_id=new_key.key_id)
     row = Subscription.objects.get()
     assert sealing.key_id_of(row.secret_sealed) == new_key.key_id
     assert subscriptions.webhook_secret(row) == created.secret

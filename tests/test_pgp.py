@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import random
+import secrets
 import shutil
 import subprocess
 import tempfile
@@ -26,7 +27,7 @@ from transfers.pgp import DecryptResult, Keyring, PgpError, is_pgp_message, vali
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer
 
-PLATFORM_PASSPHRASE = "correct horse battery staple"
+PLATFORM_PASSPHRASE = "pp-" + secrets.token_urlsafe(16)
 PARTNER_PASSPHRASE = "partner secret"
 FAST_S2K = 65536  # gpg-agent's minimum; calibration can take seconds per key on a slow VM
 PAYLOAD = b"invoice 2024-001;EUR;1200.00\n" * 1000

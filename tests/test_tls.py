@@ -14,6 +14,7 @@ import ftplib
 import hashlib
 import io
 import os
+import secrets
 import socket
 import ssl
 import threading
@@ -44,6 +45,9 @@ JOIN_TIMEOUT = 15
 
 
 # --------------------------------------------------------------------------- PKI
+
+
+STOCK_PASSWORD = "Stock-" + secrets.token_urlsafe(12)
 
 
 @dataclass
@@ -850,7 +854,7 @@ def ftps_server(pki: PKI, tmp_path: Path):
     home.mkdir()
     (home / "report.csv").write_bytes(b"id,amount\n" + b"1,2\n" * 50000)
     auth = DummyAuthorizer()
-    auth.add_user("acme", "s3cret", str(home), perm="elrw")
+    auth.add_user("acme", STOCK_PASSWORD, str(home), perm="elrw")
     GatewayFTP.authorizer = auth
 
     ioloop = IOLoop()
@@ -892,7 +896,7 @@ def _ftp_login(cls: type[ftplib.FTP_TLS], pki: PKI, address, version: str) -> ft
     ftp = cls(context=cctx, timeout=JOIN_TIMEOUT)
     ftp.connect("localhost", address[1])
     ftp.auth()
-    ftp.login("acme", "s3cret")  # the replies read here deliver the TLS 1.3 tickets
+    ftp.login("acme", STOCK_PASSWORD)  # the replies read here deliver the TLS 1.3 tickets
     ftp.prot_p()
     return ftp
 

@@ -11,10 +11,11 @@ import hashlib
 import os
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from accounts.models import User
@@ -69,7 +70,6 @@ class Upload:
         self.started = time.monotonic()
         self.received = 0
         self.resumed: StoredFile | None = None
-        self.replaced: StoredFile | None = None
         self._reservation: QuotaReservation | None = None
         self._claimed = 0
         self._hasher = hashlib.sha256()
@@ -103,8 +103,7 @@ class Upload:
             raise TransferRejected("only an interrupted upload can be resumed; delete the "
                                    "complete file or upload it again from the start")
         elif existing is not None or self.target.exists():
-            require(self.user, "overwrite")
-            self.replaced = existing
+            require(self.user, "overwrite")  # checked again when the file lands
         quota.check_new_file(self.user, replacing=existing is not None)
         self._reservation = quota.open_reservation(self.user)
         self.kept = 0
@@ -164,18 +163,64 @@ class Upload:
         """Land the complete file at its name, record it and queue the pipeline."""
         self._writer.close(fsync=True)
         sha256 = self._hasher.hexdigest()
-        with transaction.atomic():
-            if self.replaced is not None:
-                StoredFile.objects.filter(pk=self.replaced.pk).update(
-                    state=FileState.DELETED, state_changed_at=timezone.now(),
-                    state_reason="replaced by a new upload")
-            os.replace(self.temp, self.target)
-            stored = self._record(FileState.RECEIVED, sha256)
-            quota.release(self._reservation)
+
+        def announce(stored: StoredFile) -> None:
             events.file_event(origin=self.origin, action="upload", stored_file=stored,
                               path=self.virtual, details=self._transfer_details(sha256))
             pipeline.start(stored)
-        return stored
+
+        return self._land(FileState.RECEIVED, sha256, announce)
+
+    def _land(self, state: str, sha256: str,
+              announce: Callable[[StoredFile], None]) -> StoredFile:
+        """Record this upload, replacing the live file at its name, and move it in place.
+
+        The live file is looked up again here, not taken from the start of the upload:
+        another session may have landed a file at the same name meanwhile, and its row
+        must not be left pointing at our bytes. The rename comes last, so a refusal or a
+        database error leaves the name as it was.
+        """
+        for attempt in (1, 2):
+            try:
+                with transaction.atomic():
+                    self._retire_current()
+                    stored = self._record(state, sha256)
+                    quota.release(self._reservation)
+                    announce(stored)
+                    os.replace(self.temp, self.target)
+                return stored
+            except IntegrityError:
+                # Another upload inserted the live row for this name first (PostgreSQL
+                # runs them side by side): try once more, now replacing it.
+                if attempt == 2:
+                    self._give_up_landing()
+                    raise
+            except BaseException:
+                self._give_up_landing()
+                raise
+        raise AssertionError("unreachable")
+
+    def _retire_current(self) -> None:
+        """Mark the file now live at this name (not the part being resumed) replaced."""
+        rows = StoredFile.objects.select_for_update().filter(
+            owner=self.user, path=self.virtual, state__in=LIVE_STATES)
+        if self.resumed is not None:
+            rows = rows.exclude(pk=self.resumed.pk)
+        current = rows.first()
+        if current is None:
+            return
+        require(self.user, "overwrite")
+        StoredFile.objects.filter(pk=current.pk).update(
+            state=FileState.DELETED, state_changed_at=timezone.now(),
+            state_reason="replaced by a new upload")
+
+    def _give_up_landing(self) -> None:
+        """After a failed landing: put a resumed part back where it was, or drop the bytes."""
+        if self.resumed is not None and self.temp.exists() and not self.target.exists():
+            os.replace(self.temp, self.target)
+            quota.release(self._reservation)
+        else:
+            self._discard()
 
     def _record(self, state: str, sha256: str) -> StoredFile:
         """Create or update the stored-file row for this upload."""
@@ -206,19 +251,14 @@ class Upload:
             events.file_event(origin=self.origin, action="upload", path=self.virtual,
                               outcome=events.FAILURE, details={"reason": reason, "bytes": 0})
             return None
-        with transaction.atomic():
-            if self.replaced is not None:
-                StoredFile.objects.filter(pk=self.replaced.pk).update(
-                    state=FileState.DELETED, state_changed_at=timezone.now(),
-                    state_reason="replaced by a new upload")
-            os.replace(self.temp, self.target)
-            stored = self._record(FileState.PARTIAL, "")
-            quota.release(self._reservation)
+
+        def announce(stored: StoredFile) -> None:
             events.file_event(origin=self.origin, action="upload", stored_file=stored,
                               path=self.virtual, outcome=events.FAILURE,
                               details={"reason": reason, "bytes": self.received,
                                        "resumable_at": self.size})
-        return stored
+
+        return self._land(FileState.PARTIAL, "", announce)
 
     def abort(self, reason: str) -> None:
         """Drop everything this upload wrote (over quota, refused): nothing is kept."""

@@ -7,6 +7,7 @@ device for the roles that need one. The login flow itself is tested end to end.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from transfers import pipeline, uploads
 from transfers.models import FileState, StoredFile
 
 SignedIn = Callable[..., Client]
-STAFF_PASSWORD = "Harbour-Crane-2024!x"
+STAFF_PASSWORD = "Staff-" + secrets.token_urlsafe(16)
 
 
 def staff_user(cast, role: str) -> User:  # type: ignore[no-untyped-def]
