@@ -14,8 +14,8 @@ os.environ.setdefault("MFT_WORKER_HEARTBEAT_SECONDS", "1")
 from mft.settings import *  # noqa: F403
 from mft.settings import DATA_DIR, DATABASES
 
-# Argon2 with Django's defaults costs ~130 ms and ~100 MiB per check: keep it (the product
-# default) but tests that create many users pay for it, so none does so in a loop.
+# Argon2 still, with small parameters (see tests/hashers.py); the product keeps Django's.
+PASSWORD_HASHERS = ["tests.hashers.FastArgon2PasswordHasher"]
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not pytest-django's in-memory default: workers and gateways in other
     # processes must see the same test database.
