@@ -93,7 +93,7 @@ def _decrypt(stored: StoredFile, source: Path) -> StepResult:
     except pgp.PgpError as exc:
         writer.close()
         staging.unlink(missing_ok=True)
-        return StepResult.stop("rejected: " + str(exc)[:80], state=FileState.REJECTED,
+        return StepResult.stop("rejected", state=FileState.REJECTED,
                                reason=str(exc)[:400])
     finally:
         reader.close()

@@ -127,7 +127,7 @@ def _record_step(step: PipelineStep, stored: StoredFile, result: StepResult) -> 
     started = step.started_at or now
     step.refresh_from_db()
     step.finished_at = now
-    step.outcome = result.outcome
+    step.outcome = result.outcome[:40]
     step.details = {**result.details, "seconds": round((now - started).total_seconds(), 3)}
     step.lease_until = None
     if result.kind == StepResult.RETRY:
