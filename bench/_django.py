@@ -81,20 +81,34 @@ def wait_files(args: argparse.Namespace) -> dict[str, Any]:
 def _describe(args: argparse.Namespace, paths: list[str]) -> list[dict[str, Any]]:
     from transfers.models import PipelineStep, StoredFile
 
-    files = list(StoredFile.objects.filter(owner__username=args.owner, path__in=paths)
-                 .exclude(state="deleted"))
+    files = list(
+        StoredFile.objects.filter(owner__username=args.owner, path__in=paths).exclude(
+            state="deleted"
+        )
+    )
     steps: dict[int, dict[str, Any]] = {}
     for s in PipelineStep.objects.filter(stored_file__in=files):
         steps.setdefault(s.stored_file_id, {})[s.name] = {
-            "status": s.status, "outcome": s.outcome, "attempts": s.attempts,
-            "started": epoch(s.started_at), "finished": epoch(s.finished_at),
+            "status": s.status,
+            "outcome": s.outcome,
+            "attempts": s.attempts,
+            "started": epoch(s.started_at),
+            "finished": epoch(s.finished_at),
         }
-    return [{
-        "path": f.path, "state": f.state, "reason": f.state_reason, "size": f.size,
-        "created": epoch(f.created_at), "received": epoch(f.received_at),
-        "ready": epoch(f.ready_at), "changed": epoch(f.state_changed_at),
-        "steps": steps.get(f.pk, {}),
-    } for f in files]
+    return [
+        {
+            "path": f.path,
+            "state": f.state,
+            "reason": f.state_reason,
+            "size": f.size,
+            "created": epoch(f.created_at),
+            "received": epoch(f.received_at),
+            "ready": epoch(f.ready_at),
+            "changed": epoch(f.state_changed_at),
+            "steps": steps.get(f.pk, {}),
+        }
+        for f in files
+    ]
 
 
 # --------------------------------------------------------------------------- audit
@@ -110,17 +124,28 @@ def audit_append(args: argparse.Namespace) -> dict[str, Any]:
     c0 = time.process_time()
     while time.monotonic() < end:
         t = time.perf_counter()
-        chain.append(actor=PARTNER, actor_id=None, source_ip="127.0.0.1", protocol="ftps",
-                     action="bench.append", object_type="file", object_id=str(len(lat)),
-                     object_repr=f"/bench/{os.getpid()}/{len(lat)}.bin",
-                     outcome="success", details=details)
+        chain.append(
+            actor=PARTNER,
+            actor_id=None,
+            source_ip="127.0.0.1",
+            protocol="ftps",
+            action="bench.append",
+            object_type="file",
+            object_id=str(len(lat)),
+            object_repr=f"/bench/{os.getpid()}/{len(lat)}.bin",
+            outcome="success",
+            details=details,
+        )
         lat.append(time.perf_counter() - t)
     wall = time.perf_counter() - t0
     lat.sort()
-    return {"events": len(lat), "wall_s": wall, "cpu_s": time.process_time() - c0,
-            "lat_p50_ms": 1000 * lat[len(lat) // 2] if lat else None,
-            "lat_p99_ms": 1000 * lat[min(len(lat) - 1, int(len(lat) * 0.99))] if lat else None}
-
+    return {
+        "events": len(lat),
+        "wall_s": wall,
+        "cpu_s": time.process_time() - c0,
+        "lat_p50_ms": 1000 * lat[len(lat) // 2] if lat else None,
+        "lat_p99_ms": 1000 * lat[min(len(lat) - 1, int(len(lat) * 0.99))] if lat else None,
+    }
 
 
 def audit_fill(args: argparse.Namespace) -> dict[str, Any]:
@@ -160,15 +185,34 @@ def audit_fill(args: argparse.Namespace) -> dict[str, Any]:
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.executemany(sql, rows)
         done += n
-    chain.append(actor=PARTNER, actor_id=None, source_ip="127.0.0.1", protocol="ftps",
-                 action="bench.fill-end", object_type="", object_id="", object_repr="",
-                 outcome="info", details={"filled": done})
-    return {"inserted": done + 1, "wall_s": time.perf_counter() - t0, "build_hash_s": hash_s,
-            "count": AuditEvent.objects.count()}
+    chain.append(
+        actor=PARTNER,
+        actor_id=None,
+        source_ip="127.0.0.1",
+        protocol="ftps",
+        action="bench.fill-end",
+        object_type="",
+        object_id="",
+        object_repr="",
+        outcome="info",
+        details={"filled": done},
+    )
+    return {
+        "inserted": done + 1,
+        "wall_s": time.perf_counter() - t0,
+        "build_hash_s": hash_s,
+        "count": AuditEvent.objects.count(),
+    }
 
 
-_ACTIONS = (("upload", "success"), ("download", "success"), ("login", "success"),
-            ("session.connect", "info"), ("pipeline.scan", "success"), ("login", "failure"))
+_ACTIONS = (
+    ("upload", "success"),
+    ("download", "success"),
+    ("login", "success"),
+    ("session.connect", "info"),
+    ("pipeline.scan", "success"),
+    ("login", "failure"),
+)
 
 
 def _synthetic_event(ev: Any, i: int, start: datetime) -> None:
@@ -179,8 +223,13 @@ def _synthetic_event(ev: Any, i: int, start: datetime) -> None:
     ev.source_ip, ev.protocol = f"198.51.100.{i % 250 + 1}", "ftps"
     ev.action, ev.outcome, ev.object_type, ev.object_id = action, outcome, "file", str(i)
     ev.object_repr = f"/inbound/{i // 1000}/invoice-{i}.csv"
-    ev.details = {"bytes": 4096 + i % 1000, "sha256": f"{i:064x}", "seconds": 0.012,
-                  "session": f"{i * 2654435761 % 2**48:012x}", "implicit": False}
+    ev.details = {
+        "bytes": 4096 + i % 1000,
+        "sha256": f"{i:064x}",
+        "seconds": 0.012,
+        "session": f"{i * 2654435761 % 2**48:012x}",
+        "implicit": False,
+    }
 
 
 # --------------------------------------------------------------------------- main

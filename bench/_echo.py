@@ -32,8 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     sock.settimeout(None)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     set_socket_timeouts(sock, deadline)
-    stream = TlsStream(sock, server_context(args.cert, args.key, None), server=True,
-                       io="socket")
+    stream = TlsStream(sock, server_context(args.cert, args.key, None), server=True, io="socket")
     stream.handshake()
     buf = memoryview(bytearray(4096))
     c0 = time.process_time()

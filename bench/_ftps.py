@@ -17,7 +17,7 @@ address, user, password, CA file).  Roles:
     ``/proc/<pid>/stat`` of ``--watch-pids`` right around the transfer.
 ``upload-many``
     ``--count`` files of ``--size`` bytes, one after another in one session
-    (EPSV-less PASV, STOR, 226 each); per-file phases and the wall-clock time
+    (PASV, STOR, data, 226 each); per-file phases and the wall-clock time
     of each ``226``.
 ``logins``
     ``--threads`` clients each doing ``--count`` full logins
@@ -62,8 +62,9 @@ class BenchFTP(ftplib.FTP_TLS):
 
     io_timeout = IO_TIMEOUT
 
-    def connect(self, host: str = "", port: int = 0, timeout: float = -999,
-                source_address: Any = None) -> str:
+    def connect(
+        self, host: str = "", port: int = 0, timeout: float = -999, source_address: Any = None
+    ) -> str:
         welcome = super().connect(host, port, timeout, source_address)
         sock: Any = self.sock
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -76,8 +77,9 @@ class BenchFTP(ftplib.FTP_TLS):
         set_socket_timeouts(conn, self.io_timeout)
         control: Any = self.sock
         if getattr(self, "_prot_p", False):
-            conn = self.context.wrap_socket(conn, server_hostname=self.host,
-                                            session=control.session)
+            conn = self.context.wrap_socket(
+                conn, server_hostname=self.host, session=control.session
+            )
         return conn, size
 
 
@@ -85,8 +87,11 @@ def load_target(path: str) -> dict[str, Any]:
     return json.loads(Path(path).read_text())
 
 
-def login(target: dict[str, Any], ctx: ssl.SSLContext | None = None,
-          phases: dict[str, float] | None = None) -> BenchFTP:
+def login(
+    target: dict[str, Any],
+    ctx: ssl.SSLContext | None = None,
+    phases: dict[str, float] | None = None,
+) -> BenchFTP:
     """Connect, AUTH TLS, USER/PASS, PBSZ/PROT P, TYPE I; fill ``phases`` (seconds)."""
     ctx = ctx or client_context(target["cafile"])
     ftp = BenchFTP(context=ctx)
@@ -100,8 +105,9 @@ def login(target: dict[str, Any], ctx: ssl.SSLContext | None = None,
     ftp.prot_p()
     ftp.voidcmd("TYPE I")
     if phases is not None:
-        phases.update(connect=t1 - t0, auth_tls=t2 - t1, user_pass=t3 - t2,
-                      prot_type=time.perf_counter() - t3)
+        phases.update(
+            connect=t1 - t0, auth_tls=t2 - t1, user_pass=t3 - t2, prot_type=time.perf_counter() - t3
+        )
     return ftp
 
 
@@ -156,10 +162,16 @@ def download(args: argparse.Namespace) -> dict[str, Any]:
     t_226 = time.perf_counter()
     cpu1, ccpu1 = _cpu(pids), time.process_time()
     quit_quietly(ftp)
-    return {"bytes": got, "cmd_to_first_s": (t_first or t_last) - t_cmd,
-            "first_to_last_s": t_last - (t_first or t_last), "cmd_to_226_s": t_226 - t_cmd,
-            "gateway_cpu_s": cpu1 - cpu0, "client_cpu_s": ccpu1 - ccpu0, "reply": reply,
-            **facts}
+    return {
+        "bytes": got,
+        "cmd_to_first_s": (t_first or t_last) - t_cmd,
+        "first_to_last_s": t_last - (t_first or t_last),
+        "cmd_to_226_s": t_226 - t_cmd,
+        "gateway_cpu_s": cpu1 - cpu0,
+        "client_cpu_s": ccpu1 - ccpu0,
+        "reply": reply,
+        **facts,
+    }
 
 
 def upload(args: argparse.Namespace) -> dict[str, Any]:
@@ -187,10 +199,18 @@ def upload(args: argparse.Namespace) -> dict[str, Any]:
     t_226 = time.perf_counter()
     cpu1, ccpu1 = _cpu(pids), time.process_time()
     quit_quietly(ftp)
-    return {"bytes": sent, "cmd_to_first_s": t_first - t_cmd, "first_to_sent_s": t_sent - t_first,
-            "sent_to_226_s": t_226 - t_sent, "first_to_226_s": t_226 - t_first,
-            "gateway_cpu_s": cpu1 - cpu0, "client_cpu_s": ccpu1 - ccpu0, "reply": reply,
-            "wall_226": time.time(), **facts}
+    return {
+        "bytes": sent,
+        "cmd_to_first_s": t_first - t_cmd,
+        "first_to_sent_s": t_sent - t_first,
+        "sent_to_226_s": t_226 - t_sent,
+        "first_to_226_s": t_226 - t_first,
+        "gateway_cpu_s": cpu1 - cpu0,
+        "client_cpu_s": ccpu1 - ccpu0,
+        "reply": reply,
+        "wall_226": time.time(),
+        **facts,
+    }
 
 
 # --------------------------------------------------------------------------- many files
@@ -222,8 +242,15 @@ def upload_many(args: argparse.Namespace) -> dict[str, Any]:
         t3 = time.perf_counter()
         if not reply.startswith("226"):
             raise RuntimeError(f"{path}: {reply}")
-        files.append({"path": path, "setup_s": t1 - t0, "send_s": t2 - t1,
-                      "wait_226_s": t3 - t2, "wall_226": time.time()})
+        files.append(
+            {
+                "path": path,
+                "setup_s": t1 - t0,
+                "send_s": t2 - t1,
+                "wait_226_s": t3 - t2,
+                "wall_226": time.time(),
+            }
+        )
     wall = time.perf_counter() - t_start
     quit_quietly(ftp)
     return {"count": len(files), "size": args.size, "wall_s": wall, "files": files}
@@ -255,8 +282,14 @@ def logins(args: argparse.Namespace) -> dict[str, Any]:
         ftp.quit()
         ftp.close()
         t5 = time.perf_counter()
-        phases.update(connect=t1 - t0, auth_tls=t2 - t1, user_pass=t3 - t2, pwd=t4 - t3,
-                      quit=t5 - t4, total=t5 - t0)
+        phases.update(
+            connect=t1 - t0,
+            auth_tls=t2 - t1,
+            user_pass=t3 - t2,
+            pwd=t4 - t3,
+            quit=t5 - t4,
+            total=t5 - t0,
+        )
         return phases
 
     def worker() -> None:
@@ -284,9 +317,15 @@ def logins(args: argparse.Namespace) -> dict[str, Any]:
     wall = time.perf_counter() - t0
     if gate:
         gate.done()
-    return {"threads": args.threads, "per_thread": args.count, "ok": len(results),
-            "errors": errors[:10], "error_count": len(errors), "wall_s": wall,
-            "logins": results}
+    return {
+        "threads": args.threads,
+        "per_thread": args.count,
+        "ok": len(results),
+        "errors": errors[:10],
+        "error_count": len(errors),
+        "wall_s": wall,
+        "logins": results,
+    }
 
 
 # --------------------------------------------------------------------------- sessions
@@ -349,7 +388,7 @@ def sessions(args: argparse.Namespace) -> dict[str, Any]:
             rec["start"] = time.monotonic()
             conn, _ = ftp.ntransfercmd(f"RETR {args.path}")
             got = 0
-            while (k := conn.recv_into(buf, BLOCK)):
+            while k := conn.recv_into(buf, BLOCK):
                 got += k
             rec["end"] = time.monotonic()
             with contextlib.suppress(OSError, ssl.SSLError):
@@ -379,8 +418,13 @@ def sessions(args: argparse.Namespace) -> dict[str, Any]:
 # --------------------------------------------------------------------------- main
 
 
-ROLES = {"download": download, "upload": upload, "upload-many": upload_many,
-         "logins": logins, "sessions": sessions}
+ROLES = {
+    "download": download,
+    "upload": upload,
+    "upload-many": upload_many,
+    "logins": logins,
+    "sessions": sessions,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -72,8 +72,7 @@ def main(argv: list[str] | None = None) -> int:
             for k, v in codes.items():
                 statuses[k] = statuses.get(k, 0) + v
 
-    threads = [threading.Thread(target=client, args=(i,), daemon=True)
-               for i in range(args.clients)]
+    threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(args.clients)]
     for t in threads:
         t.start()
     now = time.perf_counter()
@@ -87,10 +86,18 @@ def main(argv: list[str] | None = None) -> int:
     def q(p: float) -> float | None:
         return 1000 * lat[min(len(lat) - 1, int(p * len(lat)))] if lat else None
 
-    out: dict[str, Any] = {"requests": len(lat), "seconds": args.seconds, "tokens": len(tokens),
-                           "rps": len(lat) / args.seconds, "errors": len(errors),
-                           "first_errors": errors[:5], "statuses": statuses,
-                           "p50_ms": q(0.5), "p95_ms": q(0.95), "p99_ms": q(0.99)}
+    out: dict[str, Any] = {
+        "requests": len(lat),
+        "seconds": args.seconds,
+        "tokens": len(tokens),
+        "rps": len(lat) / args.seconds,
+        "errors": len(errors),
+        "first_errors": errors[:5],
+        "statuses": statuses,
+        "p50_ms": q(0.5),
+        "p95_ms": q(0.95),
+        "p99_ms": q(0.99),
+    }
     print(json.dumps(out), flush=True)
     return 0
 

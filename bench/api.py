@@ -30,7 +30,7 @@ from typing import Any
 import bench.pipeline  # noqa: F401 - figures run in import order: ftps, pipeline, api, audit
 from bench.core import LIMIT, REPO_DIR, Context, Result, measurement
 from bench.ftps import wait_files
-from bench.portside import MachineWindow, Portside, Service, _wait_http, free_port, main_platform
+from bench.portside import MachineWindow, Portside, Service, free_port, main_platform, wait_http
 
 HELLO_RPS, HELLO_P50, HELLO_P95 = "http.hello.rps", "http.hello.p50", "http.hello.p95"
 API_USER = "bench-api"
@@ -40,38 +40,69 @@ SEED_FILES = 60
 
 def load(ctx: Context, port: int, path: str, token_file: str = "") -> dict[str, Any]:
     seconds = ctx.pick(10.0, 2.0)
-    args = ["--port", str(port), "--path", path, "--clients", str(CLIENTS),
-            "--seconds", str(seconds)]
+    args = [
+        "--port",
+        str(port),
+        "--path",
+        path,
+        "--clients",
+        str(CLIENTS),
+        "--seconds",
+        str(seconds),
+    ]
     if token_file:
         args += ["--token-file", token_file]
     with MachineWindow() as win, ctx.python_peer("bench._http", *args, name="http-load") as peer:
         out = peer.finish(grace=ctx.remaining())
     if out["errors"] or set(out["statuses"]) != {"200"}:
-        raise RuntimeError(f"load on {path}: statuses {out['statuses']}, "
-                           f"errors {out['first_errors']}")
+        raise RuntimeError(
+            f"load on {path}: statuses {out['statuses']}, errors {out['first_errors']}"
+        )
     return {**out, **win.report()}
 
 
-@measurement("http.hello", kind=LIMIT, produces=(HELLO_RPS, HELLO_P50, HELLO_P95),
-             unit="req/s", timeout=180)
+@measurement(
+    "http.hello", kind=LIMIT, produces=(HELLO_RPS, HELLO_P50, HELLO_P95), unit="req/s", timeout=180
+)
 def hello(ctx: Context) -> list[Result]:
     port = free_port()
     log = ctx.workdir / "hello-web.log"
     env = dict(os.environ)
     env["PYTHONPATH"] = str(REPO_DIR)
-    svc = Service("hello-web", [
-        sys.executable, "-m", "gunicorn", "bench._wsgi:app", "--bind", f"127.0.0.1:{port}",
-        "--workers", "2", "--threads", "4", "--graceful-timeout", "10",
-        "--access-logfile", "-", "--chdir", str(REPO_DIR)], env, log)
+    svc = Service(
+        "hello-web",
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "bench._wsgi:app",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            "2",
+            "--threads",
+            "4",
+            "--graceful-timeout",
+            "10",
+            "--access-logfile",
+            "-",
+            "--chdir",
+            str(REPO_DIR),
+        ],
+        env,
+        log,
+    )
     try:
-        _wait_http(port, time.monotonic() + 60, svc)
+        wait_http(port, time.monotonic() + 60, svc)
         out = load(ctx, port, "/")
     finally:
         svc.stop()
     note = f"gunicorn 2x4 threads, minimal WSGI app, {CLIENTS} clients"
-    return [Result(HELLO_RPS, out["rps"], "req/s", note=note, extra=out),
-            Result(HELLO_P50, out["p50_ms"], "ms", note=note),
-            Result(HELLO_P95, out["p95_ms"], "ms", note=note)]
+    return [
+        Result(HELLO_RPS, out["rps"], "req/s", note=note, extra=out),
+        Result(HELLO_P50, out["p50_ms"], "ms", note=note),
+        Result(HELLO_P95, out["p95_ms"], "ms", note=note),
+    ]
 
 
 def _api_user(ctx: Context, ps: Portside) -> Path:
@@ -79,18 +110,20 @@ def _api_user(ctx: Context, ps: Portside) -> Path:
     token_file = ps.data_dir / "bench-api.tokens"
     if token_file.exists():
         return token_file
-    ps.manage("create_partner_user", API_USER, "--partner", "Bench API Partner",
-              "--generate-password")
-    ps.manage("shell", "-c",
-              "from accounts.models import User; "
-              f"User.objects.filter(username='{API_USER}').update("
-              "allowed_protocols=['ftps', 'https'])")
+    ps.manage(
+        "create_partner_user", API_USER, "--partner", "Bench API Partner", "--generate-password"
+    )
+    more = ps.manage(
+        "shell",
+        "-c",
+        "from accounts import tokens; from accounts.models import User; "
+        f"User.objects.filter(username='{API_USER}').update("
+        "allowed_protocols=['ftps', 'https']); "
+        f"u = User.objects.get(username='{API_USER}'); "
+        f"print('\\n'.join(tokens.create_api_token(u, scopes=['read'], "
+        f"name=f'bench-{{i}}').secret for i in range({CLIENTS - 1})))",
+    )
     made = ps.manage("create_api_token", API_USER, "--scope", "read", "--scope", "transfer")
-    more = ps.manage("shell", "-c",
-                     "from accounts import tokens; from accounts.models import User; "
-                     f"u = User.objects.get(username='{API_USER}'); "
-                     f"print('\\n'.join(tokens.create_api_token(u, scopes=['read'], "
-                     f"name=f'bench-{{i}}').secret for i in range({CLIENTS - 1})))")
     secrets = [made.stdout.strip().splitlines()[-1]]
     secrets += [t for t in more.stdout.split() if t.startswith("pst_")]
     token_file.write_text("\n".join(secrets) + "\n")
@@ -107,9 +140,15 @@ def _seed(ps: Portside, token: str, count: int) -> list[str]:
         path = f"/api-seed/f{i:03d}.csv"
         body = (f"invoice,{i}\n" * 200).encode()
         for _ in range(100):
-            conn.request("POST", f"/api/v1/files/?path={path}", body=body,
-                         headers={"Authorization": f"Bearer {token}",
-                                  "Content-Type": "application/octet-stream"})
+            conn.request(
+                "POST",
+                f"/api/v1/files/?path={path}",
+                body=body,
+                headers={
+                    "Authorization": f"Bearer {token}",
+                    "Content-Type": "application/octet-stream",
+                },
+            )
             resp = conn.getresponse()
             text = resp.read()
             if resp.status != 429:  # throttled: wait as told, like a well-behaved client
@@ -122,8 +161,12 @@ def _seed(ps: Portside, token: str, count: int) -> list[str]:
     return paths
 
 
-@measurement("api.files.list", produces=("api.files.list.rps", "api.files.list.p50",
-                                         "api.files.list.p95"), unit="req/s", timeout=600)
+@measurement(
+    "api.files.list",
+    produces=("api.files.list.rps", "api.files.list.p50", "api.files.list.p95"),
+    unit="req/s",
+    timeout=600,
+)
 def files_list(ctx: Context) -> list[Result]:
     ps = main_platform(ctx)
     assert ps.web_port is not None
@@ -138,11 +181,15 @@ def files_list(ctx: Context) -> list[Result]:
     conn.request("GET", "/api/v1/files/", headers={"Authorization": f"Bearer {tokens[0]}"})
     page = json.loads(conn.getresponse().read())
     conn.close()
-    extra = {**out, "files_visible": page.get("count"), "page_rows": len(page.get("results", [])),
-             "seed_states": sorted({f["state"] for f in done["files"]})}
-    note = (f"{CLIENTS} clients, a token each, page of {extra['page_rows']} of "
-            f"{page.get('count')}")
-    return [Result("api.files.list.rps", out["rps"], "req/s", limit=HELLO_RPS, note=note,
-                   extra=extra),
-            Result("api.files.list.p50", out["p50_ms"], "ms", limit=HELLO_P50, note=note),
-            Result("api.files.list.p95", out["p95_ms"], "ms", limit=HELLO_P95, note=note)]
+    extra = {
+        **out,
+        "files_visible": page.get("count"),
+        "page_rows": len(page.get("results", [])),
+        "seed_states": sorted({f["state"] for f in done["files"]}),
+    }
+    note = f"{CLIENTS} clients, a token each, page of {extra['page_rows']} of {page.get('count')}"
+    return [
+        Result("api.files.list.rps", out["rps"], "req/s", limit=HELLO_RPS, note=note, extra=extra),
+        Result("api.files.list.p50", out["p50_ms"], "ms", limit=HELLO_P50, note=note),
+        Result("api.files.list.p95", out["p95_ms"], "ms", limit=HELLO_P95, note=note),
+    ]

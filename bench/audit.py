@@ -37,7 +37,7 @@ from typing import Any
 
 import bench.api  # noqa: F401 - figures run in import order: ftps, pipeline, api, audit
 from bench.core import LIMIT, REPO_DIR, Context, Result, measurement
-from bench.portside import MachineWindow, _base_env, main_platform
+from bench.portside import MachineWindow, base_env, main_platform
 
 SQLITE_COMMIT = "sqlite.commit"
 VERIFY_FLOOR = "audit.verify.floor"
@@ -52,8 +52,10 @@ def sqlite_commit(ctx: Context) -> Result:
     con = sqlite3.connect(path, isolation_level=None)
     con.execute("PRAGMA journal_mode=WAL")
     con.execute("PRAGMA synchronous=NORMAL")
-    con.execute("CREATE TABLE ev (id INTEGER PRIMARY KEY, created TEXT, body TEXT, "
-                "prev TEXT, hash TEXT UNIQUE)")
+    con.execute(
+        "CREATE TABLE ev (id INTEGER PRIMARY KEY, created TEXT, body TEXT, "
+        "prev TEXT, hash TEXT UNIQUE)"
+    )
     body = json.dumps({"bytes": 4096, "sha256": "0" * 64, "seconds": 0.012})
     seconds = ctx.pick(3.0, 1.0)
     n = 0
@@ -64,15 +66,21 @@ def sqlite_commit(ctx: Context) -> Result:
         row = con.execute("SELECT hash FROM ev ORDER BY id DESC LIMIT 1").fetchone()
         prev = row[0] if row else GENESIS
         digest = hashlib.sha256((prev + body + str(n)).encode()).hexdigest()
-        con.execute("INSERT INTO ev (created, body, prev, hash) VALUES (?, ?, ?, ?)",
-                    (datetime.now(UTC).isoformat(), body, prev, digest))
+        con.execute(
+            "INSERT INTO ev (created, body, prev, hash) VALUES (?, ?, ?, ?)",
+            (datetime.now(UTC).isoformat(), body, prev, digest),
+        )
         con.execute("COMMIT")
         n += 1
     wall = time.perf_counter() - t0
     con.close()
-    return Result(SQLITE_COMMIT, n / wall, "/s",
-                  note="1-row write transactions, WAL, synchronous=NORMAL",
-                  extra={"transactions": n, "wall_s": round(wall, 3)})
+    return Result(
+        SQLITE_COMMIT,
+        n / wall,
+        "/s",
+        note="1-row write transactions, WAL, synchronous=NORMAL",
+        extra={"transactions": n, "wall_s": round(wall, 3)},
+    )
 
 
 # --------------------------------------------------------------------------- 1M events
@@ -84,17 +92,31 @@ def _filled_db(ctx: Context) -> Iterator[dict[str, Any]]:
     data_dir.mkdir(exist_ok=True)
     db = data_dir / "audit.sqlite3"
     url = f"sqlite:///{db}"
-    env = {**_base_env(data_dir), "DATABASE_URL": url}
+    env = {**base_env(data_dir), "DATABASE_URL": url}
     count = ctx.size(EVENTS, EVENTS // 10)
     template = main_platform(ctx).migrated_db
     if template.exists():  # the platform's database right after migrate: saves a migrate
         shutil.copyfile(template, db)
     else:
-        subprocess.run([sys.executable, str(REPO_DIR / "manage.py"), "migrate", "--noinput",
-                        "-v", "0"], cwd=REPO_DIR, env=env, check=True, capture_output=True,
-                       timeout=300)
-    with ctx.python_peer("bench._django", "--data-dir", str(data_dir), "--database-url", url,
-                         "audit-fill", "--count", str(count), name="audit-fill") as peer:
+        subprocess.run(
+            [sys.executable, str(REPO_DIR / "manage.py"), "migrate", "--noinput", "-v", "0"],
+            cwd=REPO_DIR,
+            env=env,
+            check=True,
+            capture_output=True,
+            timeout=300,
+        )
+    with ctx.python_peer(
+        "bench._django",
+        "--data-dir",
+        str(data_dir),
+        "--database-url",
+        url,
+        "audit-fill",
+        "--count",
+        str(count),
+        name="audit-fill",
+    ) as peer:
         fill = peer.finish(grace=ctx.remaining())
     yield {"db": db, "env": env, "events": count, "fill": fill}
 
@@ -103,8 +125,10 @@ def audit_db(ctx: Context) -> dict[str, Any]:
     return ctx.shared("audit-db", _filled_db)
 
 
-_COLUMNS = ("id, created_at, actor, actor_id, source_ip, protocol, action, object_type, "
-            "object_id, object_repr, outcome, details, prev_hash, hash")
+_COLUMNS = (
+    "id, created_at, actor, actor_id, source_ip, protocol, action, object_type, "
+    "object_id, object_repr, outcome, details, prev_hash, hash"
+)
 
 
 def floor_verify(db: Path, batch: int = 10000) -> tuple[int, int | None]:
@@ -114,21 +138,46 @@ def floor_verify(db: Path, batch: int = 10000) -> tuple[int, int | None]:
     dumps, loads, sha = json.dumps, json.loads, hashlib.sha256
     try:
         while True:
-            rows = con.execute(f"SELECT {_COLUMNS} FROM audit_auditevent WHERE id > ? "  # noqa: S608
-                               "ORDER BY id LIMIT ?", (last_id, batch)).fetchall()
+            rows = con.execute(
+                f"SELECT {_COLUMNS} FROM audit_auditevent WHERE id > ? "  # noqa: S608
+                "ORDER BY id LIMIT ?",
+                (last_id, batch),
+            ).fetchall()
             if not rows:
                 return count, None
-            for (eid, created, actor, actor_id, ip, proto, action, otype, oid, orepr, outcome,
-                 details, prev, digest) in rows:
+            for (
+                eid,
+                created,
+                actor,
+                actor_id,
+                ip,
+                proto,
+                action,
+                otype,
+                oid,
+                orepr,
+                outcome,
+                details,
+                prev,
+                digest,
+            ) in rows:
                 count += 1
                 if expected is not None and prev != expected:
                     return count, eid
-                content = {"created_at": datetime.fromisoformat(created).replace(
-                               tzinfo=UTC).isoformat(),
-                           "actor": actor, "actor_id": actor_id, "source_ip": ip,
-                           "protocol": proto, "action": action, "object_type": otype,
-                           "object_id": oid, "object_repr": orepr, "outcome": outcome,
-                           "details": loads(details), "prev": prev}
+                content = {
+                    "created_at": datetime.fromisoformat(created).replace(tzinfo=UTC).isoformat(),
+                    "actor": actor,
+                    "actor_id": actor_id,
+                    "source_ip": ip,
+                    "protocol": proto,
+                    "action": action,
+                    "object_type": otype,
+                    "object_id": oid,
+                    "object_repr": orepr,
+                    "outcome": outcome,
+                    "details": loads(details),
+                    "prev": prev,
+                }
                 text = dumps(content, sort_keys=True, separators=(",", ":"), default=str)
                 if sha(text.encode()).hexdigest() != digest:
                     return count, eid
@@ -146,24 +195,35 @@ def verify_floor(ctx: Context) -> Result:
     wall = time.perf_counter() - t0
     if bad is not None:
         raise RuntimeError(f"floor verifier disagrees with the chain at event {bad}")
-    return Result(VERIFY_FLOOR, wall, "s",
-                  note=f"{count:,} events, sqlite3+json+hashlib, no ORM",
-                  extra={"events": count, "fill": db["fill"]})
+    return Result(
+        VERIFY_FLOOR,
+        wall,
+        "s",
+        note=f"{count:,} events, sqlite3+json+hashlib, no ORM",
+        extra={"events": count, "fill": db["fill"]},
+    )
 
 
 # --------------------------------------------------------------------------- figures
 
 
-@measurement("audit.append", produces=("audit.append", "audit.append.4writers"), unit="/s",
-             limit=SQLITE_COMMIT, timeout=300)
+@measurement(
+    "audit.append",
+    produces=("audit.append", "audit.append.4writers"),
+    unit="/s",
+    limit=SQLITE_COMMIT,
+    timeout=300,
+)
 def append(ctx: Context) -> list[Result]:
     ps = main_platform(ctx)
     seconds = str(ctx.pick(5.0, 1.0))
     out = []
     for writers in (1, WRITERS):
         with MachineWindow() as win:
-            peers = [ps.django_peer(ctx, "audit-append", "--seconds", seconds,
-                                    name=f"audit-append-{i}") for i in range(writers)]
+            peers = [
+                ps.django_peer(ctx, "audit-append", "--seconds", seconds, name=f"audit-append-{i}")
+                for i in range(writers)
+            ]
             try:
                 reports = [p.finish(grace=ctx.remaining()) for p in peers]
             finally:
@@ -174,10 +234,16 @@ def append(ctx: Context) -> list[Result]:
         name = "audit.append" if writers == 1 else f"audit.append.{writers}writers"
         p50 = max(r["lat_p50_ms"] for r in reports)
         p99 = max(r["lat_p99_ms"] for r in reports)
-        out.append(Result(name, events / wall, "/s",
-                          note=f"{writers} process(es) calling audit.chain.append; "
-                               f"p50 {p50:.1f} ms, p99 {p99:.1f} ms per event",
-                          extra={"writers": reports, **win.report()}))
+        out.append(
+            Result(
+                name,
+                events / wall,
+                "/s",
+                note=f"{writers} process(es) calling audit.chain.append; "
+                f"p50 {p50:.1f} ms, p99 {p99:.1f} ms per event",
+                extra={"writers": reports, **win.report()},
+            )
+        )
     return out
 
 
@@ -185,15 +251,23 @@ def append(ctx: Context) -> list[Result]:
 def verify(ctx: Context) -> Result:
     db = audit_db(ctx)
     with MachineWindow() as win:
-        proc = subprocess.run([sys.executable, str(REPO_DIR / "manage.py"), "verify_audit"],
-                              cwd=REPO_DIR, env=db["env"], capture_output=True, text=True,
-                              timeout=ctx.remaining())
+        proc = subprocess.run(
+            [sys.executable, str(REPO_DIR / "manage.py"), "verify_audit"],
+            cwd=REPO_DIR,
+            env=db["env"],
+            capture_output=True,
+            text=True,
+            timeout=ctx.remaining(),
+        )
     if proc.returncode != 0:
         raise RuntimeError(f"verify_audit exited {proc.returncode}: {proc.stderr[-500:]}")
     m = re.search(r"([\d,]+) events verified in ([\d.]+) s", proc.stdout)
     inner = float(m.group(2)) if m else None
-    return Result("audit.verify", win.wall_s, "s",
-                  note=f"manage.py verify_audit, {db['events']:,} events, wall incl. start-up"
-                       + (f" (walk {inner:.1f} s)" if inner is not None else ""),
-                  extra={"stdout": proc.stdout.strip()[-300:], "walk_s": inner,
-                         **win.report()})
+    return Result(
+        "audit.verify",
+        win.wall_s,
+        "s",
+        note=f"manage.py verify_audit, {db['events']:,} events, wall incl. start-up"
+        + (f" (walk {inner:.1f} s)" if inner is not None else ""),
+        extra={"stdout": proc.stdout.strip()[-300:], "walk_s": inner, **win.report()},
+    )

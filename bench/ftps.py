@@ -66,15 +66,22 @@ NOOP_INTERVAL_S = 0.02
 # --------------------------------------------------------------------------- limits
 
 
-@measurement("tls13.loopback.server_cpu", kind=LIMIT, produces=(SEND_CPU, RECV_CPU),
-             unit="s/GB", timeout=30)
+@measurement(
+    "tls13.loopback.server_cpu", kind=LIMIT, produces=(SEND_CPU, RECV_CPU), unit="s/GB", timeout=30
+)
 def server_cpu(ctx: Context) -> list[Result]:
     out = []
     for name, source, role in ((SEND_CPU, TLS_SEND, "receiving"), (RECV_CPU, TLS_RECV, "sending")):
         peer = ctx.limit(source).extra["peer"]
-        out.append(Result(name, peer["cpu_s"] / (peer["bytes"] / 1e9), "s/GB",
-                          note=f"TLS server {role}, from {source}",
-                          extra={"peer": peer}))
+        out.append(
+            Result(
+                name,
+                peer["cpu_s"] / (peer["bytes"] / 1e9),
+                "s/GB",
+                note=f"TLS server {role}, from {source}",
+                extra={"peer": peer},
+            )
+        )
     return out
 
 
@@ -100,23 +107,30 @@ def _argon2_rate(threads: int, each: int) -> tuple[float, dict[str, Any]]:
     for t in pool:
         t.join()
     wall = time.perf_counter() - t0
-    params = {"time_cost": hasher.time_cost, "memory_cost_kib": hasher.memory_cost,
-              "parallelism": hasher.parallelism}
-    return threads * each / wall, {"threads": threads, "verifies": threads * each,
-                                   "wall_s": round(wall, 3),
-                                   "cpu_s": round(time.process_time() - c0, 3), **params}
+    params = {
+        "time_cost": hasher.time_cost,
+        "memory_cost_kib": hasher.memory_cost,
+        "parallelism": hasher.parallelism,
+    }
+    return threads * each / wall, {
+        "threads": threads,
+        "verifies": threads * each,
+        "wall_s": round(wall, 3),
+        "cpu_s": round(time.process_time() - c0, 3),
+        **params,
+    }
 
 
-@measurement("argon2.verify", kind=LIMIT, produces=(ARGON_SEQ, ARGON_PAR), unit="/s",
-             timeout=180)
+@measurement("argon2.verify", kind=LIMIT, produces=(ARGON_SEQ, ARGON_PAR), unit="/s", timeout=180)
 def argon2_verify(ctx: Context) -> list[Result]:
     each = ctx.pick(12, 3)
     seq, seq_x = _argon2_rate(1, each)
     ncpu = os.cpu_count() or 1
     par, par_x = _argon2_rate(ncpu, each)
-    return [Result(ARGON_SEQ, seq, "/s", note="Django Argon2 verifies/s, 1 thread", extra=seq_x),
-            Result(ARGON_PAR, par, "/s", note=f"Django Argon2 verifies/s, {ncpu} threads",
-                   extra=par_x)]
+    return [
+        Result(ARGON_SEQ, seq, "/s", note="Django Argon2 verifies/s, 1 thread", extra=seq_x),
+        Result(ARGON_PAR, par, "/s", note=f"Django Argon2 verifies/s, {ncpu} threads", extra=par_x),
+    ]
 
 
 @measurement(SMALL_DISK, kind=LIMIT, unit="files/s", timeout=120)
@@ -138,8 +152,13 @@ def small_files_disk(ctx: Context) -> Result:
     wall = time.perf_counter() - t0
     for p in d.iterdir():
         p.unlink()
-    return Result(SMALL_DISK, count / wall, "files/s", note="4 KiB write+fsync+rename, serial",
-                  extra={"files": count, "wall_s": round(wall, 3)})
+    return Result(
+        SMALL_DISK,
+        count / wall,
+        "files/s",
+        note="4 KiB write+fsync+rename, serial",
+        extra={"files": count, "wall_s": round(wall, 3)},
+    )
 
 
 @measurement(MEM_TOTAL, kind=LIMIT, unit="MB", timeout=10)
@@ -158,8 +177,18 @@ def tls_rtt(ctx: Context) -> Result:
     cert, key = _bench_cert(ctx)
     rounds = ctx.pick(2000, 300)
     ls = listen_loopback()
-    with ls, ctx.python_peer("bench._echo", "--port", str(ls.getsockname()[1]), "--cert",
-                             str(cert), "--key", str(key)) as peer:
+    with (
+        ls,
+        ctx.python_peer(
+            "bench._echo",
+            "--port",
+            str(ls.getsockname()[1]),
+            "--cert",
+            str(cert),
+            "--key",
+            str(key),
+        ) as peer,
+    ):
         sock = accept_with_deadline(ls, time.monotonic() + 30, peer)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         set_socket_timeouts(sock, 30)
@@ -174,9 +203,13 @@ def tls_rtt(ctx: Context) -> Result:
             lat.append(time.perf_counter() - t)
         stream.close()
         report = peer.finish()
-    return Result(TLS_RTT, (pct(lat, 0.99) or 0) * 1000, "ms",
-                  note="p99 of a 6-byte TLS 1.3 echo, 2 processes",
-                  extra={"rtt_ms": summary(lat, 1000, 4), "peer": report})
+    return Result(
+        TLS_RTT,
+        (pct(lat, 0.99) or 0) * 1000,
+        "ms",
+        note="p99 of a 6-byte TLS 1.3 echo, 2 processes",
+        extra={"rtt_ms": summary(lat, 1000, 4), "peer": report},
+    )
 
 
 # --------------------------------------------------------------------------- helpers
@@ -184,8 +217,9 @@ def tls_rtt(ctx: Context) -> Result:
 
 def client(ctx: Context, ps: Portside, role: str, *args: str, name: str = "") -> Peer:
     """Start a ``bench._ftps`` client process against the platform."""
-    return ctx.python_peer("bench._ftps", role, "--target", str(ps.target_file), *args,
-                           name=name or f"ftps-{role}")
+    return ctx.python_peer(
+        "bench._ftps", role, "--target", str(ps.target_file), *args, name=name or f"ftps-{role}"
+    )
 
 
 def run_client(ctx: Context, ps: Portside, role: str, *args: str) -> dict[str, Any]:
@@ -193,15 +227,31 @@ def run_client(ctx: Context, ps: Portside, role: str, *args: str) -> dict[str, A
         return peer.finish(grace=ctx.remaining())
 
 
-def wait_files(ctx: Context, ps: Portside, paths: list[str], *, owner: str = "",
-               poll: float = 0.1, timeout: float | None = None) -> dict[str, Any]:
+def wait_files(
+    ctx: Context,
+    ps: Portside,
+    paths: list[str],
+    *,
+    owner: str = "",
+    poll: float = 0.1,
+    timeout: float | None = None,
+) -> dict[str, Any]:
     """Wait (bounded) until the files reached a final pipeline state; return their rows."""
     spec = ps.data_dir / f"paths-{time.monotonic_ns()}.json"
     spec.write_text(json.dumps(paths))
     limit = timeout if timeout is not None else ctx.remaining() - 10
-    with ps.django_peer(ctx, "wait-files", "--paths-file", str(spec), "--owner",
-                        owner or ps.username, "--timeout", str(max(1.0, limit)),
-                        "--poll", str(poll)) as peer:
+    with ps.django_peer(
+        ctx,
+        "wait-files",
+        "--paths-file",
+        str(spec),
+        "--owner",
+        owner or ps.username,
+        "--timeout",
+        str(max(1.0, limit)),
+        "--poll",
+        str(poll),
+    ) as peer:
         out = peer.finish(grace=ctx.remaining())
     spec.unlink()
     return out
@@ -331,16 +381,20 @@ def _check_reply(what: str, reply: str) -> None:
 # --------------------------------------------------------------------------- single stream
 
 
-@measurement("ftps.single", produces=("ftps.upload", "ftps.upload.cpu", "ftps.download",
-                                      "ftps.download.cpu"), timeout=900)
+@measurement(
+    "ftps.single",
+    produces=("ftps.upload", "ftps.upload.cpu", "ftps.download", "ftps.download.cpu"),
+    timeout=900,
+)
 def single_stream(ctx: Context) -> list[Result]:
     ps = main_platform(ctx)
     size = ctx.size(SINGLE_BYTES)
     pids = ",".join(map(str, ps.gateway_pids()))
     path = "/single.bin"
     with MachineWindow() as up_win:
-        up = run_client(ctx, ps, "upload", "--path", path, "--size", str(size),
-                        "--watch-pids", pids)
+        up = run_client(
+            ctx, ps, "upload", "--path", path, "--size", str(size), "--watch-pids", pids
+        )
     _check_reply("upload", up["reply"])
     t0 = time.monotonic()
     ready = wait_files(ctx, ps, [path], poll=0.2)
@@ -354,26 +408,48 @@ def single_stream(ctx: Context) -> list[Result]:
     _check_reply("download", down["reply"])
     if down["bytes"] != size:
         raise RuntimeError(f"downloaded {down['bytes']} of {size} bytes")
-    pipe = {"wait_after_226_s": round(wait_s, 2),
-            "received_to_ready_s": round(row["ready"] - row["received"], 2),
-            "scan_s": round((scan.get("finished") or 0) - (scan.get("started") or 0), 2)}
+    pipe = {
+        "wait_after_226_s": round(wait_s, 2),
+        "received_to_ready_s": round(row["ready"] - row["received"], 2),
+        "scan_s": round((scan.get("finished") or 0) - (scan.get("started") or 0), 2),
+    }
     up_s = up["first_to_226_s"]
     down_s = down["first_to_last_s"]
     cipher = up["cipher"]
     return [
-        Result("ftps.upload", size / up_s / MB, "MB/s", limit=TLS_SEND,
-               note=f"{size // MiB} MiB, first byte to 226 (incl. fsync), {cipher}",
-               extra={"bytes": size, **up, **up_win.report()}),
-        Result("ftps.upload.cpu", _per_gb(up["gateway_cpu_s"], size), "s/GB", limit=SEND_CPU,
-               note="gateway workers' CPU per GB received",
-               extra={"gateway_cpu_s": up["gateway_cpu_s"]}),
-        Result("ftps.download", size / down_s / MB, "MB/s", limit=TLS_RECV,
-               note=f"first to last byte; file ready {pipe['received_to_ready_s']} s "
-                    f"after upload (scan {pipe['scan_s']} s)",
-               extra={"bytes": size, **down, "pipeline": pipe, **down_win.report()}),
-        Result("ftps.download.cpu", _per_gb(down["gateway_cpu_s"], size), "s/GB",
-               limit=RECV_CPU, note="gateway workers' CPU per GB sent",
-               extra={"gateway_cpu_s": down["gateway_cpu_s"]}),
+        Result(
+            "ftps.upload",
+            size / up_s / MB,
+            "MB/s",
+            limit=TLS_SEND,
+            note=f"{size // MiB} MiB, first byte to 226 (incl. fsync), {cipher}",
+            extra={"bytes": size, **up, **up_win.report()},
+        ),
+        Result(
+            "ftps.upload.cpu",
+            _per_gb(up["gateway_cpu_s"], size),
+            "s/GB",
+            limit=SEND_CPU,
+            note="gateway workers' CPU per GB received",
+            extra={"gateway_cpu_s": up["gateway_cpu_s"]},
+        ),
+        Result(
+            "ftps.download",
+            size / down_s / MB,
+            "MB/s",
+            limit=TLS_RECV,
+            note=f"first to last byte; file ready {pipe['received_to_ready_s']} s "
+            f"after upload (scan {pipe['scan_s']} s)",
+            extra={"bytes": size, **down, "pipeline": pipe, **down_win.report()},
+        ),
+        Result(
+            "ftps.download.cpu",
+            _per_gb(down["gateway_cpu_s"], size),
+            "s/GB",
+            limit=RECV_CPU,
+            note="gateway workers' CPU per GB sent",
+            extra={"gateway_cpu_s": down["gateway_cpu_s"]},
+        ),
     ]
 
 
@@ -383,12 +459,21 @@ def single_stream(ctx: Context) -> list[Result]:
 @measurement("ftps.small_files", unit="files/s", limit=SMALL_DISK, timeout=1800)
 def small_files(ctx: Context) -> Result:
     ps = main_platform(ctx)
-    count = ctx.pick(SMALL_FILES, 20)
+    count = ctx.pick(SMALL_FILES, 10)
     folder = f"/small-{count}"
     cpu0 = gw_cpu(ps)
     with MachineWindow() as win:
-        out = run_client(ctx, ps, "upload-many", "--count", str(count), "--size",
-                         str(SMALL_SIZE), "--mkdir", folder)
+        out = run_client(
+            ctx,
+            ps,
+            "upload-many",
+            "--count",
+            str(count),
+            "--size",
+            str(SMALL_SIZE),
+            "--mkdir",
+            folder,
+        )
     cpu = gw_cpu(ps) - cpu0
     files = out["files"]
     # the pipeline runs beside the uploads (product default); let it drain before the next
@@ -398,14 +483,24 @@ def small_files(ctx: Context) -> Result:
     states: dict[str, int] = {}
     for f in done["files"]:
         states[f["state"]] = states.get(f["state"], 0) + 1
-    phases = {k: summary([f[k] for f in files], 1000, 2)
-              for k in ("setup_s", "send_s", "wait_226_s")}
-    return Result("ftps.small_files", out["count"] / out["wall_s"], "files/s",
-                  note=f"{count} x 4 KiB STOR in one session; pipeline running beside",
-                  extra={"files": out["count"], "wall_s": round(out["wall_s"], 3),
-                         "phases_ms": phases, "gateway_cpu_s_per_file": round(cpu / count, 5),
-                         "pipeline_drain_after_s": round(time.monotonic() - t0, 2),
-                         "final_states": states, **win.report()})
+    phases = {
+        k: summary([f[k] for f in files], 1000, 2) for k in ("setup_s", "send_s", "wait_226_s")
+    }
+    return Result(
+        "ftps.small_files",
+        out["count"] / out["wall_s"],
+        "files/s",
+        note=f"{count} x 4 KiB STOR in one session; pipeline running beside",
+        extra={
+            "files": out["count"],
+            "wall_s": round(out["wall_s"], 3),
+            "phases_ms": phases,
+            "gateway_cpu_s_per_file": round(cpu / count, 5),
+            "pipeline_drain_after_s": round(time.monotonic() - t0, 2),
+            "final_states": states,
+            **win.report(),
+        },
+    )
 
 
 # --------------------------------------------------------------------------- logins
@@ -413,14 +508,24 @@ def small_files(ctx: Context) -> Result:
 
 def _login_stats(out: dict[str, Any]) -> dict[str, Any]:
     logins = out["logins"]
-    return {"ok": out["ok"], "errors": out["error_count"], "first_errors": out["errors"],
-            "wall_s": round(out["wall_s"], 3),
-            "phases_ms": {k: summary([x[k] for x in logins], 1000, 1)
-                          for k in ("connect", "auth_tls", "user_pass", "pwd", "quit", "total")}}
+    return {
+        "ok": out["ok"],
+        "errors": out["error_count"],
+        "first_errors": out["errors"],
+        "wall_s": round(out["wall_s"], 3),
+        "phases_ms": {
+            k: summary([x[k] for x in logins], 1000, 1)
+            for k in ("connect", "auth_tls", "user_pass", "pwd", "quit", "total")
+        },
+    }
 
 
-@measurement("ftps.logins", produces=("ftps.logins.sequential", "ftps.logins.parallel"),
-             unit="/s", timeout=600)
+@measurement(
+    "ftps.logins",
+    produces=("ftps.logins.sequential", "ftps.logins.parallel"),
+    unit="/s",
+    timeout=600,
+)
 def logins(ctx: Context) -> list[Result]:
     ps = main_platform(ctx)
     n_seq = ctx.pick(20, 5)
@@ -434,8 +539,17 @@ def logins(ctx: Context) -> list[Result]:
     sampler = RssSampler(ps)
     line = StartLine()
     try:
-        with client(ctx, ps, "logins", "--threads", str(clients), "--count", str(each),
-                    "--sync", str(line.port)) as peer:
+        with client(
+            ctx,
+            ps,
+            "logins",
+            "--threads",
+            str(clients),
+            "--count",
+            str(each),
+            "--sync",
+            str(line.port),
+        ) as peer:
             line.wait_ready(1, time.monotonic() + 60, [peer])
             base_kib = status_kib(pids, "VmRSS")
             reset_hwm(pids)
@@ -454,15 +568,32 @@ def logins(ctx: Context) -> list[Result]:
     if par["error_count"]:
         raise RuntimeError(f"parallel logins failed: {par['errors']}")
     return [
-        Result("ftps.logins.sequential", seq["ok"] / seq["wall_s"], "/s", limit=ARGON_SEQ,
-               note="connect, AUTH TLS, USER/PASS, PWD, QUIT; uncached (no cache exists)",
-               extra={**_login_stats(seq), **seq_win.report()}),
-        Result("ftps.logins.parallel", par["ok"] / par["wall_s"], "/s", limit=ARGON_PAR,
-               note=f"{clients} clients at once; gateway RSS +{(peak_kib - base_kib) // 1024} MB;"
-                    f" idle NOOP p99 {noop['p99']} ms meanwhile",
-               extra={**_login_stats(par), "noop_ms": noop, **par_win.report(),
-                      "gateway_rss_mb": {"before": base_kib // 1024, "peak": peak_kib // 1024,
-                                         "vmhwm_sum": hwm_kib // 1024}}),
+        Result(
+            "ftps.logins.sequential",
+            seq["ok"] / seq["wall_s"],
+            "/s",
+            limit=ARGON_SEQ,
+            note="connect, AUTH TLS, USER/PASS, PWD, QUIT; uncached (no cache exists)",
+            extra={**_login_stats(seq), **seq_win.report()},
+        ),
+        Result(
+            "ftps.logins.parallel",
+            par["ok"] / par["wall_s"],
+            "/s",
+            limit=ARGON_PAR,
+            note=f"{clients} clients at once; gateway RSS +{(peak_kib - base_kib) // 1024} MB;"
+            f" idle NOOP p99 {noop['p99']} ms meanwhile",
+            extra={
+                **_login_stats(par),
+                "noop_ms": noop,
+                **par_win.report(),
+                "gateway_rss_mb": {
+                    "before": base_kib // 1024,
+                    "peak": peak_kib // 1024,
+                    "vmhwm_sum": hwm_kib // 1024,
+                },
+            },
+        ),
     ]
 
 
@@ -488,8 +619,20 @@ def _sessions_run(ctx: Context, ps: Portside, n: int, path: str, size: int) -> d
         sampler.start()
         t_login = time.monotonic()
         for i, k in enumerate(_split(n, nproc)):
-            peers.append(client(ctx, ps, "sessions", "--threads", str(k), "--path", path,
-                                "--sync", str(line.port), name=f"sessions-{i}"))
+            peers.append(
+                client(
+                    ctx,
+                    ps,
+                    "sessions",
+                    "--threads",
+                    str(k),
+                    "--path",
+                    path,
+                    "--sync",
+                    str(line.port),
+                    name=f"sessions-{i}",
+                )
+            )
         line.wait_ready(len(peers), time.monotonic() + ctx.remaining() - 30, peers)
         login_s = time.monotonic() - t_login
         login_peak = sampler.phase()
@@ -514,31 +657,49 @@ def _sessions_run(ctx: Context, ps: Portside, n: int, path: str, size: int) -> d
     errors = [s["error"] for s in sessions if "error" in s]
     short = [s for s in sessions if "error" not in s and s.get("bytes") != size]
     if errors or short:
-        raise RuntimeError(f"{len(errors)} of {n} sessions failed ({errors[:3]}), "
-                           f"{len(short)} short")
+        raise RuntimeError(
+            f"{len(errors)} of {n} sessions failed ({errors[:3]}), {len(short)} short"
+        )
     start = min(s["start"] for s in sessions)
     end = max(s["end"] for s in sessions)
     total = sum(s["bytes"] for s in sessions)
     per = sorted(s["end"] - s["start"] for s in sessions)
-    return {"sessions": n, "client_processes": len(peers), "bytes": total,
-            "wall_s": round(end - start, 3), "mb_s": total / (end - start) / MB,
-            "session_s": {"min": round(per[0], 3), "p50": round(pct(per, 0.5) or 0, 3),
-                          "max": round(per[-1], 3)},
-            "login_phase_s": round(login_s, 2),
-            "gateway_cpu_s_per_gb": round(_per_gb(cpu, total), 3),
-            "rss_mb": {"idle": base_kib // 1024, "login_peak": login_peak // 1024,
-                       "login_vmhwm_sum": login_hwm // 1024,
-                       "transfer_peak": peak // 1024, "transfer_vmhwm_sum": hwm // 1024},
-            "noop_ms": noop, **win.report()}
+    return {
+        "sessions": n,
+        "client_processes": len(peers),
+        "bytes": total,
+        "wall_s": round(end - start, 3),
+        "mb_s": total / (end - start) / MB,
+        "session_s": {
+            "min": round(per[0], 3),
+            "p50": round(pct(per, 0.5) or 0, 3),
+            "max": round(per[-1], 3),
+        },
+        "login_phase_s": round(login_s, 2),
+        "gateway_cpu_s_per_gb": round(_per_gb(cpu, total), 3),
+        "rss_mb": {
+            "idle": base_kib // 1024,
+            "login_peak": login_peak // 1024,
+            "login_vmhwm_sum": login_hwm // 1024,
+            "transfer_peak": peak // 1024,
+            "transfer_vmhwm_sum": hwm // 1024,
+        },
+        "noop_ms": noop,
+        **win.report(),
+    }
 
 
 def concurrency_counts(ctx: Context) -> tuple[int, int]:
     return ctx.pick((20, 200), (5, 20))
 
 
-@measurement("ftps.concurrent", produces=tuple(
-    f"ftps.sessions{n}.{k}" for n in ("20", "200") for k in ("mbps", "rss", "noop_p99")),
-    timeout=900)
+@measurement(
+    "ftps.concurrent",
+    produces=tuple(
+        f"ftps.sessions{n}.{k}" for n in ("20", "200") for k in ("mbps", "rss", "noop_p99")
+    ),
+    timeout=900,
+)
 def concurrent(ctx: Context) -> list[Result]:
     ps = main_platform(ctx)
     size = ctx.size(CONC_BYTES, 4 * MiB)
@@ -555,13 +716,31 @@ def concurrent(ctx: Context) -> list[Result]:
         rss = r["rss_mb"]
         busy = {k: r[k] for k in ("background_cpu_frac",) if k in r}
         out += [
-            Result(f"ftps.sessions{label}.mbps", r["mb_s"], "MB/s", limit=TLS_RECV,
-                   note=f"{n} x {size // MiB} MiB RETR at once, aggregate{scaled}", extra=r),
-            Result(f"ftps.sessions{label}.rss", rss["transfer_peak"], "MB", limit=MEM_TOTAL,
-                   note=f"gateway workers' RSS sum, peak while transferring; during the "
-                        f"logins {rss['login_peak']} MB{scaled}", extra=busy),
-            Result(f"ftps.sessions{label}.noop_p99", r["noop_ms"]["p99"], "ms", limit=TLS_RTT,
-                   note=f"idle session NOOP p99 (p50 {r['noop_ms']['p50']} ms, "
-                        f"{r['noop_ms']['n']} probes){scaled}", extra=busy),
+            Result(
+                f"ftps.sessions{label}.mbps",
+                r["mb_s"],
+                "MB/s",
+                limit=TLS_RECV,
+                note=f"{n} x {size // MiB} MiB RETR at once, aggregate{scaled}",
+                extra=r,
+            ),
+            Result(
+                f"ftps.sessions{label}.rss",
+                rss["transfer_peak"],
+                "MB",
+                limit=MEM_TOTAL,
+                note=f"gateway workers' RSS sum, peak while transferring; during the "
+                f"logins {rss['login_peak']} MB{scaled}",
+                extra=busy,
+            ),
+            Result(
+                f"ftps.sessions{label}.noop_p99",
+                r["noop_ms"]["p99"],
+                "ms",
+                limit=TLS_RTT,
+                note=f"idle session NOOP p99 (p50 {r['noop_ms']['p50']} ms, "
+                f"{r['noop_ms']['n']} probes){scaled}",
+                extra=busy,
+            ),
         ]
     return out

@@ -57,17 +57,22 @@ def clamd_small(ctx: Context) -> Result:
         lat.append(time.perf_counter() - t)
         if not reply.endswith("OK"):
             raise RuntimeError(f"clamd: {reply}")
-    return Result(CLAMD_4K, (pct(lat, 0.5) or 0) * 1000, "ms",
-                  note="median INSTREAM of 4 KiB, harness -> clamd",
-                  extra={"scans": n, "ms": stats(lat, 1000, 3)})
+    return Result(
+        CLAMD_4K,
+        (pct(lat, 0.5) or 0) * 1000,
+        "ms",
+        note="median INSTREAM of 4 KiB, harness -> clamd",
+        extra={"scans": n, "ms": stats(lat, 1000, 3)},
+    )
 
 
 def _latencies(ps: Portside, ctx: Context, label: str) -> tuple[list[float], dict[str, Any]]:
     n = ctx.pick(FILES, 10)
     folder = f"/pipeline-{label}"
     with MachineWindow() as win:
-        up = run_client(ctx, ps, "upload-many", "--count", str(n), "--size", str(SIZE),
-                        "--mkdir", folder)
+        up = run_client(
+            ctx, ps, "upload-many", "--count", str(n), "--size", str(SIZE), "--mkdir", folder
+        )
         done = wait_files(ctx, ps, [f["path"] for f in up["files"]], poll=0.05)
     at_226 = {f["path"]: f["wall_226"] for f in up["files"]}
     lat: list[float] = []
@@ -86,40 +91,66 @@ def _latencies(ps: Portside, ctx: Context, label: str) -> tuple[list[float], dic
         tail.append(row["ready"] - steps["scan"]["finished"])
     if len(lat) != n:
         raise RuntimeError(f"{n - len(lat)} of {n} files not ready: {states}")
-    extra = {"files": n, "upload_s": round(up["wall_s"], 3),
-             "ready_after_226_ms": stats(lat, 1000, 1),
-             "breakdown_p50_ms": {"queued": round((pct(queue, 0.5) or 0) * 1000, 1),
-                                  "scan": round((pct(scan, 0.5) or 0) * 1000, 1),
-                                  "dlp_and_finish": round((pct(tail, 0.5) or 0) * 1000, 1)},
-             "broker": ps.broker.split("://")[0], **win.report()}
+    first_226 = min(at_226.values())
+    last_ready = max(row["ready"] for row in done["files"])
+    extra = {
+        "files": n,
+        "upload_s": round(up["wall_s"], 3),
+        "upload_files_per_s": round(n / up["wall_s"], 1),
+        "pipeline_files_per_s": round(n / max(1e-3, last_ready - first_226), 1),
+        "ready_after_226_ms": stats(lat, 1000, 1),
+        "breakdown_p50_ms": {
+            "queued": round((pct(queue, 0.5) or 0) * 1000, 1),
+            "scan": round((pct(scan, 0.5) or 0) * 1000, 1),
+            "dlp_and_finish": round((pct(tail, 0.5) or 0) * 1000, 1),
+        },
+        "broker": ps.broker.split("://")[0],
+        **win.report(),
+    }
     return lat, extra
 
 
 def _results(prefix: str, lat: list[float], extra: dict[str, Any], note: str) -> list[Result]:
     p50, p95 = pct(lat, 0.5) or 0, pct(lat, 0.95) or 0
-    return [Result(f"{prefix}.p50", p50 * 1000, "ms", limit=CLAMD_4K, note=note, extra=extra),
-            Result(f"{prefix}.p95", p95 * 1000, "ms", limit=CLAMD_4K, note=note)]
+    return [
+        Result(f"{prefix}.p50", p50 * 1000, "ms", limit=CLAMD_4K, note=note, extra=extra),
+        Result(f"{prefix}.p95", p95 * 1000, "ms", limit=CLAMD_4K, note=note),
+    ]
 
 
-@measurement("pipeline.embedded", produces=("pipeline.embedded.p50", "pipeline.embedded.p95"),
-             unit="ms", timeout=900)
+@measurement(
+    "pipeline.embedded",
+    produces=("pipeline.embedded.p50", "pipeline.embedded.p95"),
+    unit="ms",
+    timeout=900,
+)
 def embedded(ctx: Context) -> list[Result]:
     ps = main_platform(ctx)
     lat, extra = _latencies(ps, ctx, "embedded")
     q = extra["breakdown_p50_ms"]
-    return _results("pipeline.embedded", lat, extra,
-                    f"226 -> ready, filesystem broker; p50 queued {q['queued']} ms, "
-                    f"scan {q['scan']} ms")
+    return _results(
+        "pipeline.embedded",
+        lat,
+        extra,
+        f"226 -> ready, filesystem broker; p50 queued {q['queued']} ms, scan {q['scan']} ms",
+    )
 
 
 if REDIS:
 
-    @measurement("pipeline.redis", produces=("pipeline.redis.p50", "pipeline.redis.p95"),
-                 unit="ms", timeout=900)
+    @measurement(
+        "pipeline.redis",
+        produces=("pipeline.redis.p50", "pipeline.redis.p95"),
+        unit="ms",
+        timeout=900,
+    )
     def redis(ctx: Context) -> list[Result]:
         ps = redis_platform(ctx, REDIS)
         lat, extra = _latencies(ps, ctx, "redis")
         q = extra["breakdown_p50_ms"]
-        return _results("pipeline.redis", lat, extra,
-                        f"226 -> ready, Redis broker; p50 queued {q['queued']} ms, "
-                        f"scan {q['scan']} ms")
+        return _results(
+            "pipeline.redis",
+            lat,
+            extra,
+            f"226 -> ready, Redis broker; p50 queued {q['queued']} ms, scan {q['scan']} ms",
+        )

@@ -1,7 +1,7 @@
 """Start and stop a whole Portside for the product measurements.
 
-``ctx.shared("portside", start_portside)`` gives every measurement of a run one
-platform, the way ``make run`` would start it but on free ports and in a
+:func:`main_platform` (``ctx.shared("portside", ...)``) gives every measurement of a
+run one platform, the way ``make run`` would start it but on free ports and in a
 temporary ``MFT_DATA_DIR`` under the run's scratch dir:
 
 * ``manage.py migrate``, ``bootstrap``, ``create_partner_user --generate-password``;
@@ -49,8 +49,13 @@ MAX_CONNECTIONS_PER_IP = 1000  # all bench clients share 127.0.0.1
 CLAMD_LIMIT = "1200M"  # the 1 GiB file must be scanned, not held as oversize
 STOP_GRACE_S = 15.0
 _PR_SET_PDEATHSIG = 1
-_OWN_ENV = ("DATABASE_URL", "CELERY_BROKER_URL", "SECRET_KEY", "SECRET_KEY_FILE",
-            "DJANGO_SETTINGS_MODULE")
+_OWN_ENV = (
+    "DATABASE_URL",
+    "CELERY_BROKER_URL",
+    "SECRET_KEY",
+    "SECRET_KEY_FILE",
+    "DJANGO_SETTINGS_MODULE",
+)
 
 
 def _die_with_harness() -> None:
@@ -150,8 +155,12 @@ class Service:
         with open(log, "ab") as fh:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "bench._reaper", "--", *argv],
-                cwd=REPO_DIR, env=env, stdin=subprocess.DEVNULL, stdout=fh,
-                stderr=subprocess.STDOUT, start_new_session=True,
+                cwd=REPO_DIR,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
                 preexec_fn=_die_with_harness,
             )
 
@@ -217,22 +226,39 @@ class Portside:
         return self.data_dir / "bench-target.json"
 
     def write_target(self) -> None:
-        self.target_file.write_text(json.dumps({
-            "host": "127.0.0.1", "port": self.ftps_port, "user": self.username,
-            "password": self.password, "cafile": str(self.cafile),
-        }))
+        self.target_file.write_text(
+            json.dumps(
+                {
+                    "host": "127.0.0.1",
+                    "port": self.ftps_port,
+                    "user": self.username,
+                    "password": self.password,
+                    "cafile": str(self.cafile),
+                }
+            )
+        )
         self.target_file.chmod(0o600)
 
-    def manage(self, *args: str, timeout: float = 120, stdin: str | None = None,
-               ) -> subprocess.CompletedProcess[str]:
+    def manage(
+        self,
+        *args: str,
+        timeout: float = 120,
+        stdin: str | None = None,
+    ) -> subprocess.CompletedProcess[str]:
         """Run ``manage.py ARGS`` against this platform; raise with its stderr on failure."""
         proc = subprocess.run(
-            [sys.executable, str(REPO_DIR / "manage.py"), *args], cwd=REPO_DIR, env=self.env,
-            input=stdin, capture_output=True, text=True, timeout=timeout,
+            [sys.executable, str(REPO_DIR / "manage.py"), *args],
+            cwd=REPO_DIR,
+            env=self.env,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
         )
         if proc.returncode != 0:
-            raise RuntimeError(f"manage.py {args[0]} exited {proc.returncode}: "
-                               f"{proc.stderr.strip()[-800:]}")
+            raise RuntimeError(
+                f"manage.py {args[0]} exited {proc.returncode}: {proc.stderr.strip()[-800:]}"
+            )
         return proc
 
     def django_args(self) -> list[str]:
@@ -257,9 +283,9 @@ class Portside:
             svc.stop()
 
 
-def _base_env(data_dir: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("MFT_") and k not in _OWN_ENV}
+def base_env(data_dir: Path) -> dict[str, str]:
+    """The harness's environment minus any Portside configuration, plus MFT_DATA_DIR."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MFT_") and k not in _OWN_ENV}
     env["MFT_DATA_DIR"] = str(data_dir)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_DIR), env.get("PYTHONPATH")) if p)
     env["PYTHONUNBUFFERED"] = "1"
@@ -293,7 +319,7 @@ def _wait_log(svc: Service, pattern: str, deadline: float) -> None:
         time.sleep(0.1)
 
 
-def _wait_http(port: int, deadline: float, svc: Service) -> None:
+def wait_http(port: int, deadline: float, svc: Service) -> None:
     while True:
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
@@ -317,8 +343,13 @@ def clamd_factory(ctx: Context):
     @contextlib.contextmanager
     def run() -> Iterator[Any]:
         t0 = time.monotonic()
-        clamd = start_clamd(ctx.workdir / "clamd", tcp=True, stream_max_length=CLAMD_LIMIT,
-                            max_file_size=CLAMD_LIMIT, max_scan_size=CLAMD_LIMIT)
+        clamd = start_clamd(
+            ctx.workdir / "clamd",
+            tcp=True,
+            stream_max_length=CLAMD_LIMIT,
+            max_file_size=CLAMD_LIMIT,
+            max_scan_size=CLAMD_LIMIT,
+        )
         clamd.bench_start_s = time.monotonic() - t0  # type: ignore[attr-defined]
         try:
             yield clamd
@@ -333,35 +364,46 @@ def clamd(ctx: Context) -> Any:
 
 
 @contextlib.contextmanager
-def platform(ctx: Context, name: str, *, broker: str = "filesystem://",
-             web: bool = True) -> Iterator[Portside]:
+def platform(
+    ctx: Context, name: str, *, broker: str = "filesystem://", web: bool = True
+) -> Iterator[Portside]:
     """Start a Portside (see module doc); stop every process on exit."""
     t0 = time.monotonic()
     scanner = clamd(ctx)
     data_dir = ctx.workdir / name
     data_dir.mkdir(parents=True, exist_ok=True)
-    env = _base_env(data_dir)
+    env = base_env(data_dir)
     passive = free_port_range(PASSIVE_PORTS)
-    ps = Portside(name=name, data_dir=data_dir, env=env, ftps_port=free_port(),
-                  passive=passive, web_port=free_port() if web else None, broker=broker)
-    env.update({
-        "CELERY_BROKER_URL": broker,
-        "MFT_CLAMD": scanner.address,
-        "MFT_FTPS_PORT": str(ps.ftps_port),
-        "MFT_FTPS_IMPLICIT_PORT": str(free_port()),
-        "MFT_PASSIVE_PORTS": f"{passive[0]}-{passive[1]}",
-        "MFT_WEB_PORT": str(ps.web_port) if ps.web_port else "off",
-        "MFT_GATEWAY_WORKERS": str(GATEWAY_WORKERS),
-        "MFT_GATEWAY_MAX_CONNECTIONS_PER_IP": str(MAX_CONNECTIONS_PER_IP),
-        "MFT_WORKER_CONCURRENCY": str(WORKER_CONCURRENCY),
-    })
+    ps = Portside(
+        name=name,
+        data_dir=data_dir,
+        env=env,
+        ftps_port=free_port(),
+        passive=passive,
+        web_port=free_port() if web else None,
+        broker=broker,
+    )
+    env.update(
+        {
+            "CELERY_BROKER_URL": broker,
+            "MFT_CLAMD": scanner.address,
+            "MFT_FTPS_PORT": str(ps.ftps_port),
+            "MFT_FTPS_IMPLICIT_PORT": str(free_port()),
+            "MFT_PASSIVE_PORTS": f"{passive[0]}-{passive[1]}",
+            "MFT_WEB_PORT": str(ps.web_port) if ps.web_port else "off",
+            "MFT_GATEWAY_WORKERS": str(GATEWAY_WORKERS),
+            "MFT_GATEWAY_MAX_CONNECTIONS_PER_IP": str(MAX_CONNECTIONS_PER_IP),
+            "MFT_WORKER_CONCURRENCY": str(WORKER_CONCURRENCY),
+        }
+    )
     try:
         ps.manage("migrate", "--noinput", "-v", "0")
         with contextlib.suppress(OSError):  # a migrated, empty database for other uses
             shutil.copyfile(data_dir / "portside.sqlite3", data_dir / "migrated.sqlite3")
         ps.manage("bootstrap")
-        made = ps.manage("create_partner_user", ps.username, "--partner", "Bench Partner",
-                         "--generate-password")
+        made = ps.manage(
+            "create_partner_user", ps.username, "--partner", "Bench Partner", "--generate-password"
+        )
         ps.password = made.stdout.strip().splitlines()[-1]
         ps.write_target()
         ps.info["setup_s"] = round(time.monotonic() - t0, 2)
@@ -375,36 +417,78 @@ def platform(ctx: Context, name: str, *, broker: str = "filesystem://",
 def _start_services(ps: Portside, ctx: Context) -> None:
     py, logs = sys.executable, ps.data_dir
     ps.services["gateway"] = Service(
-        "gateway", [py, str(REPO_DIR / "manage.py"), "run_gateway"], ps.env, logs / "gateway.log")
-    ps.services["worker"] = Service("worker", [
-        py, "-m", "celery", "-A", "mft", "worker", "--pool", "prefork",
-        "-c", str(WORKER_CONCURRENCY), "--without-gossip", "--without-mingle",
-        "--loglevel", "INFO", "--hostname", f"bench-{ps.name}-{os.getpid()}@%h",
-    ], ps.env, logs / "worker.log")
+        "gateway", [py, str(REPO_DIR / "manage.py"), "run_gateway"], ps.env, logs / "gateway.log"
+    )
+    ps.services["worker"] = Service(
+        "worker",
+        [
+            py,
+            "-m",
+            "celery",
+            "-A",
+            "mft",
+            "worker",
+            "--pool",
+            "prefork",
+            "-c",
+            str(WORKER_CONCURRENCY),
+            "--without-gossip",
+            "--without-mingle",
+            "--loglevel",
+            "INFO",
+            "--hostname",
+            f"bench-{ps.name}-{os.getpid()}@%h",
+        ],
+        ps.env,
+        logs / "worker.log",
+    )
     if ps.web_port:
-        ps.services["web"] = Service("web", [
-            py, "-m", "gunicorn", "mft.wsgi:application", "--bind", f"127.0.0.1:{ps.web_port}",
-            "--workers", "2", "--threads", "4", "--graceful-timeout", "10",
-            "--access-logfile", "-", "--chdir", str(REPO_DIR),
-        ], ps.env, logs / "web.log")
+        ps.services["web"] = Service(
+            "web",
+            [
+                py,
+                "-m",
+                "gunicorn",
+                "mft.wsgi:application",
+                "--bind",
+                f"127.0.0.1:{ps.web_port}",
+                "--workers",
+                "2",
+                "--threads",
+                "4",
+                "--graceful-timeout",
+                "10",
+                "--access-logfile",
+                "-",
+                "--chdir",
+                str(REPO_DIR),
+            ],
+            ps.env,
+            logs / "web.log",
+        )
     deadline = time.monotonic() + ctx.remaining(cap=120)
     _wait_banner(ps.ftps_port, deadline, ps.services["gateway"])
     _wait_log(ps.services["worker"], r"@\S+ ready\.", deadline)
     if ps.web_port:
-        _wait_http(ps.web_port, deadline, ps.services["web"])
+        wait_http(ps.web_port, deadline, ps.services["web"])
     while len(ps.gateway_pids()) < GATEWAY_WORKERS and time.monotonic() < deadline:
         time.sleep(0.1)
 
 
 def main_platform(ctx: Context) -> Portside:
-    """The run's platform on the embedded broker (started on first use)."""
-    return ctx.shared("portside", lambda c: platform(c, "portside"))
+    """The run's platform on the embedded broker (started on first use, checked alive)."""
+    ps: Portside = ctx.shared("portside", lambda c: platform(c, "portside"))
+    ps.check_alive()
+    return ps
 
 
 def redis_platform(ctx: Context, url: str) -> Portside:
     """A second platform whose gateway and worker use Redis (only with BENCH_REDIS)."""
-    return ctx.shared("portside-redis",
-                      lambda c: platform(c, "portside-redis", broker=url, web=False))
+    ps: Portside = ctx.shared(
+        "portside-redis", lambda c: platform(c, "portside-redis", broker=url, web=False)
+    )
+    ps.check_alive()
+    return ps
 
 
 # --------------------------------------------------------------------------- stats
@@ -420,11 +504,17 @@ def pct(values: list[float], q: float) -> float | None:
 
 def summary(values: list[float], scale: float = 1.0, digits: int = 3) -> dict[str, float | None]:
     """p50/p95/p99/max of values (times ``scale``), rounded."""
+
     def r(v: float | None) -> float | None:
         return None if v is None else round(v * scale, digits)
 
-    return {"n": len(values), "p50": r(pct(values, 0.5)), "p95": r(pct(values, 0.95)),
-            "p99": r(pct(values, 0.99)), "max": r(max(values) if values else None)}
+    return {
+        "n": len(values),
+        "p50": r(pct(values, 0.5)),
+        "p95": r(pct(values, 0.95)),
+        "p99": r(pct(values, 0.99)),
+        "max": r(max(values) if values else None),
+    }
 
 
 # --------------------------------------------------------------------------- machine
@@ -478,8 +568,10 @@ class MachineWindow:
         self._busy1 = _proc_stat_busy()
 
     def report(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"window_s": round(self.wall_s, 3),
-                               "our_tree_cpu_s": round(self.ours_s, 3)}
+        out: dict[str, Any] = {
+            "window_s": round(self.wall_s, 3),
+            "our_tree_cpu_s": round(self.ours_s, 3),
+        }
         if self._busy0 and self._busy1 and self.wall_s >= 0.25:
             busy = self._busy1[0] - self._busy0[0]
             other = max(0.0, busy - self.ours_s)

@@ -91,8 +91,8 @@ def cast(transactional_db: None, tmp_path_factory: pytest.TempPathFactory) -> Ca
 def partner(transactional_db: None, tmp_path_factory: pytest.TempPathFactory) -> Member:
     """Return the cast's partner user (alice) alone, for tests that need nobody else.
 
-    Each cast member costs an Argon2 hash (~0.2 s of CPU); most gateway tests need only
-    alice. Use either this fixture or `cast`, not both.
+    Most gateway tests need only alice; creating her alone is cheaper than the whole cast.
+    Use either this fixture or `cast`, not both.
     """
     return _partner_member("alice", "Acme Corp", tmp_path_factory)
 
