@@ -69,6 +69,10 @@ class DataChannel(TLS_DTPHandler):
 
     ac_in_buffer_size = 256 * 1024
     ac_out_buffer_size = 256 * 1024
+    # Attributes pyftpdlib (untyped) sets; declared so the type checker knows them.
+    file_obj: Any
+    cmd_channel: Any
+    _resp: Any
 
     def __init__(self, sock: Any, cmd_channel: Any) -> None:
         self._refusal: PortsideError | None = None
@@ -211,6 +215,12 @@ class ControlHandler(TLS_FTPHandler):
     auth_failed_delay = 1.0
     active_mode = False
     use_sendfile = False
+    # Attributes pyftpdlib (untyped) sets; declared so the type checker knows them.
+    _in_buffer: list[bytes]
+    _in_dtp_queue: Any
+    _out_dtp_queue: Any
+    _restart_position: int
+    _rnfr: Any
 
     proto_cmds = TLS_FTPHandler.proto_cmds.copy()
     proto_cmds.update({
@@ -430,6 +440,12 @@ class ControlHandler(TLS_FTPHandler):
 
         self.ioloop.call_later(self.auth_failed_delay, reply, _errback=self.handle_error)
 
+    @property
+    def session_user(self) -> User:
+        """Return the logged-in user (file commands run only after login)."""
+        assert self.user is not None, "file command before login"
+        return self.user
+
     def flush_account(self) -> None:
         if self.user is not None:
             self.authorizer.forget(self.username)
@@ -607,7 +623,7 @@ class ControlHandler(TLS_FTPHandler):
         self.defer(work, then)
 
     def ftp_DELE(self, path: str) -> None:
-        user, origin, virtual = self.user, self.origin(), self.fs.fs2ftp(path)
+        user, origin, virtual = self.session_user, self.origin(), self.fs.fs2ftp(path)
         self._file_command(lambda: files.delete(user, virtual, origin=origin),
                            lambda _r: "250 File removed.")
 
@@ -615,17 +631,17 @@ class ControlHandler(TLS_FTPHandler):
         if not self._rnfr:
             return self.respond("503 Bad sequence of commands: use RNFR first.")
         source, self._rnfr = self.fs.fs2ftp(self._rnfr), None
-        user, origin, target = self.user, self.origin(), self.fs.fs2ftp(path)
+        user, origin, target = self.session_user, self.origin(), self.fs.fs2ftp(path)
         self._file_command(lambda: files.rename(user, source, target, origin=origin),
                            lambda _r: "250 Renaming ok.")
 
     def ftp_MKD(self, path: str) -> None:
-        user, origin, virtual = self.user, self.origin(), self.fs.fs2ftp(path)
+        user, origin, virtual = self.session_user, self.origin(), self.fs.fs2ftp(path)
         self._file_command(lambda: files.make_dir(user, virtual, origin=origin),
                            lambda v: '257 "{}" directory created.'.format(v.replace('"', '""')))
 
     def ftp_RMD(self, path: str) -> None:
-        user, origin, virtual = self.user, self.origin(), self.fs.fs2ftp(path)
+        user, origin, virtual = self.session_user, self.origin(), self.fs.fs2ftp(path)
         self._file_command(lambda: files.remove_dir(user, virtual, origin=origin),
                            lambda _r: "250 Directory removed.")
 
@@ -634,13 +650,13 @@ class ControlHandler(TLS_FTPHandler):
             when = datetime.strptime(timeval, "%Y%m%d%H%M%S").replace(tzinfo=UTC)
         except ValueError:
             return self.respond("501 Invalid time format: use YYYYMMDDHHMMSS.")
-        user, origin, virtual = self.user, self.origin(), self.fs.fs2ftp(path)
+        user, origin, virtual = self.session_user, self.origin(), self.fs.fs2ftp(path)
         name = virtual.rsplit("/", 1)[-1]
         self._file_command(lambda: files.set_mtime(user, virtual, when, origin=origin),
                            lambda _r: f"213 Modify={timeval}; {name}.")
 
     def ftp_HASH(self, path: str) -> None:
-        user, virtual = self.user, self.fs.fs2ftp(path)
+        user, virtual = self.session_user, self.fs.fs2ftp(path)
         self._file_command(lambda: files.file_hash(user, virtual),
                            lambda r: f"213 SHA-256 0-{r[1]} {r[0]} {virtual.rsplit('/', 1)[-1]}")
 
