@@ -9,7 +9,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
-from mft import bootstrap
+from mft import bootstrap, metrics
 from mft.supervisor import Child, Supervisor
 
 
@@ -43,6 +43,8 @@ class Command(BaseCommand):
         call_command("migrate", interactive=False, verbosity=0)
         call_command("collectstatic", interactive=False, verbosity=0)
         report = bootstrap.run()
+        # Counters of processes from an earlier run must not add into this run's totals.
+        metrics.clear_directory()
         if report.admin_password:
             self.stdout.write(f"\n  First admin: {settings.ADMIN_USER} / {report.admin_password}"
                               "\n  (shown once: change it after the first login)\n")
