@@ -125,10 +125,13 @@ class StockServer:
         commands, lines, behaviour = self.commands, self.lines, self.behaviour
 
         class SlowData(TLS_DTPHandler):
-            def handle_read(self) -> None:
-                if behaviour.read_delay:
+            # pyftpdlib binds DTPHandler.handle_read_event to the original handle_read at
+            # class creation, so an override of handle_read alone is never called: slow
+            # the event itself (once TLS is up, so handshakes stay quick).
+            def handle_read_event(self) -> None:
+                if behaviour.read_delay and self._ssl_established:
                     time.sleep(behaviour.read_delay)
-                super().handle_read()
+                super().handle_read_event()
 
         class Handler(TLS_FTPHandler):
             ssl_context = context
