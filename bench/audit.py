@@ -60,26 +60,26 @@ def sqlite_commit(ctx: Context) -> Result:
     seconds = ctx.pick(3.0, 1.0)
     n = 0
     end = time.monotonic() + seconds
-    t0 = time.perf_counter()
-    while time.monotonic() < end:
-        con.execute("BEGIN IMMEDIATE")
-        row = con.execute("SELECT hash FROM ev ORDER BY id DESC LIMIT 1").fetchone()
-        prev = row[0] if row else GENESIS
-        digest = hashlib.sha256((prev + body + str(n)).encode()).hexdigest()
-        con.execute(
-            "INSERT INTO ev (created, body, prev, hash) VALUES (?, ?, ?, ?)",
-            (datetime.now(UTC).isoformat(), body, prev, digest),
-        )
-        con.execute("COMMIT")
-        n += 1
-    wall = time.perf_counter() - t0
+    with MachineWindow() as win:
+        while time.monotonic() < end:
+            con.execute("BEGIN IMMEDIATE")
+            row = con.execute("SELECT hash FROM ev ORDER BY id DESC LIMIT 1").fetchone()
+            prev = row[0] if row else GENESIS
+            digest = hashlib.sha256((prev + body + str(n)).encode()).hexdigest()
+            con.execute(
+                "INSERT INTO ev (created, body, prev, hash) VALUES (?, ?, ?, ?)",
+                (datetime.now(UTC).isoformat(), body, prev, digest),
+            )
+            con.execute("COMMIT")
+            n += 1
+    wall = win.wall_s
     con.close()
     return Result(
         SQLITE_COMMIT,
         n / wall,
         "/s",
         note="1-row write transactions, WAL, synchronous=NORMAL",
-        extra={"transactions": n, "wall_s": round(wall, 3)},
+        extra={"transactions": n, **win.report()},
     )
 
 
@@ -190,9 +190,9 @@ def floor_verify(db: Path, batch: int = 10000) -> tuple[int, int | None]:
 @measurement(VERIFY_FLOOR, kind=LIMIT, unit="s", timeout=1800)
 def verify_floor(ctx: Context) -> Result:
     db = audit_db(ctx)
-    t0 = time.perf_counter()
-    count, bad = floor_verify(db["db"])
-    wall = time.perf_counter() - t0
+    with MachineWindow() as win:
+        count, bad = floor_verify(db["db"])
+    wall = win.wall_s
     if bad is not None:
         raise RuntimeError(f"floor verifier disagrees with the chain at event {bad}")
     return Result(
@@ -200,7 +200,7 @@ def verify_floor(ctx: Context) -> Result:
         wall,
         "s",
         note=f"{count:,} events, sqlite3+json+hashlib, no ORM",
-        extra={"events": count, "fill": db["fill"]},
+        extra={"events": count, "fill": db["fill"], **win.report()},
     )
 
 
