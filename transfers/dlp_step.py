@@ -8,25 +8,12 @@ quarantine for review.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 from transfers import dlp, storage
 from transfers.models import DlpRule, FileState, StoredFile
 from transfers.pipeline_state import set_state
 from transfers.step_result import StepResult
-
-_READ = 1024 * 1024
-
-
-def _plaintext(path: Path) -> Iterator[bytes]:
-    """Yield a stored file's plaintext in chunks."""
-    reader = storage.open_reader(path)
-    try:
-        while block := reader.read(_READ):
-            yield block
-    finally:
-        reader.close()
 
 
 def rules_for(stored: StoredFile) -> list[dlp.Rule]:
@@ -43,7 +30,7 @@ def run(stored: StoredFile) -> StepResult:
     if not rules:
         return StepResult.next("no rules")
     set_state(stored, FileState.DLP)
-    findings = dlp.scan(_plaintext(Path(stored.storage_path)), rules)
+    findings = dlp.scan(storage.iter_plaintext(Path(stored.storage_path)), rules)
     summary = [{"rule": f.rule, "kind": f.kind, "count": f.count} for f in findings]
     if dlp.blocking(findings, rules):
         target = storage.quarantine_dir() / f"{stored.pk}.bin"

@@ -7,7 +7,6 @@ the file; nothing passes unscanned unless an admin switched scanning off (MFT_SC
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 from django.conf import settings
@@ -16,18 +15,6 @@ from transfers import pipeline_state, storage
 from transfers.models import FileState, StoredFile
 from transfers.scanning import ClamdClient, ScannerRefused, ScannerUnavailable
 from transfers.step_result import StepResult
-
-_READ = 1024 * 1024
-
-
-def _plaintext(path: Path) -> Iterator[bytes]:
-    """Yield the stored file's plaintext in chunks."""
-    reader = storage.open_reader(path)
-    try:
-        while block := reader.read(_READ):
-            yield block
-    finally:
-        reader.close()
 
 
 def run(stored: StoredFile) -> StepResult:
@@ -42,7 +29,7 @@ def run(stored: StoredFile) -> StepResult:
     pipeline_state.set_state(stored, FileState.SCANNING)
     try:
         result = ClamdClient(settings.CLAMD_ADDRESS, timeout=settings.SCAN_TIMEOUT).scan_stream(
-            _plaintext(_current_path(stored)))
+            storage.iter_plaintext(_current_path(stored)))
     except ScannerUnavailable as exc:
         return StepResult.retry("scanner unavailable", state=FileState.HELD,
                                 reason=f"virus scanner unavailable: {exc}", error=str(exc)[:200])

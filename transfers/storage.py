@@ -10,6 +10,7 @@ import base64
 import functools
 import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Protocol
 
@@ -176,3 +177,13 @@ def temp_dir(home: Path) -> Path:
     path = home / TEMP_DIRNAME
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
     return path
+
+
+def iter_plaintext(path: Path, chunk: int = 1024 * 1024) -> Iterator[bytes]:
+    """Yield a stored file's plaintext in chunks (for scanners that stream)."""
+    reader = open_reader(path)
+    try:
+        while block := reader.read(chunk):
+            yield block
+    finally:
+        reader.close()
