@@ -11,8 +11,16 @@ RUN apt-get update \
     && useradd --system --home-dir /data --uid 10001 portside
 
 WORKDIR /app
-COPY requirements.txt .
+COPY requirements.txt requirements-ldap.txt ./
 RUN pip install --no-cache-dir -r requirements.txt
+# Directory (LDAP) logins: `docker build --build-arg WITH_LDAP=1 .` (python-ldap compiles).
+ARG WITH_LDAP=0
+RUN if [ "$WITH_LDAP" = "1" ]; then \
+        apt-get update \
+        && apt-get install -y --no-install-recommends gcc libldap2-dev libsasl2-dev \
+        && pip install --no-cache-dir -r requirements-ldap.txt \
+        && rm -rf /var/lib/apt/lists/*; \
+    fi
 COPY . .
 
 USER portside

@@ -10,7 +10,7 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from accounts import bans, credentials, partners, tokens, users
+from accounts import bans, credentials, otp_login, partners, tokens, users
 from accounts import filters as account_filters
 from accounts import serializers as s
 from accounts.api_auth import origin_of
@@ -121,6 +121,16 @@ class UserViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, PortsideView
     def reset_password(self, request: Request, pk: str) -> Response:
         user, secret = users.reset_password(self._target(), origin=origin_of(request))
         return Response({"username": user.username, "password": secret})
+
+    @extend_schema(summary="Issue a new authenticator for FTPS one-time codes, shown once",
+                   request=None, responses={201: s.IssuedAuthenticatorSerializer})
+    @action(detail=True, methods=["post"])
+    def authenticator(self, request: Request, pk: str) -> Response:
+        user = self._target()
+        issued = otp_login.issue_authenticator(user, origin=origin_of(request))
+        body = {"username": user.username, "secret": issued.secret,
+                "otpauth_url": issued.otpauth_url}
+        return Response(body, status=status.HTTP_201_CREATED)
 
 
 @extend_schema_view(list=extend_schema(summary="List API tokens (never their secrets)"),

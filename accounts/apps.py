@@ -6,3 +6,7 @@ from django.apps import AppConfig
 class AccountsConfig(AppConfig):
     name = "accounts"
     verbose_name = "Accounts and partners"
+
+    def ready(self) -> None:
+        """Register the directory configuration checks."""
+        from accounts import checks  # noqa: F401

@@ -15,6 +15,7 @@ from accounts.models import Ban, LoginFailure
 from audit import events
 from audit.events import Origin
 from mft.errors import Conflict
+from notifications import events as notices
 
 
 def active_ban(address: str | None) -> Ban | None:
@@ -44,6 +45,7 @@ def record_failure(address: str | None, username: str, protocol: str) -> Ban | N
         reason = f"{recent} failed logins in {settings.BAN_WINDOW_SECONDS} s"
         ban = Ban.objects.create(address=address, reason=reason, expires_at=until)
         events.address_banned(address=address, reason=reason, until=until.isoformat())
+        notices.ban_created(ban)
     return ban
 
 

@@ -63,6 +63,10 @@ class User(AbstractUser):
         PASSWORD_AND_CERTIFICATE = "password+certificate"
         PASSWORD_OR_CERTIFICATE = "password|certificate"
 
+    class Source(models.TextChoices):
+        LOCAL = "local"
+        DIRECTORY = "directory"
+
     role = models.CharField(max_length=10, choices=Role.choices, default=Role.PARTNER)
     partner = models.ForeignKey(
         Partner, null=True, blank=True, on_delete=models.PROTECT, related_name="users"
@@ -74,6 +78,9 @@ class User(AbstractUser):
     login_method = models.CharField(
         max_length=24, choices=LoginMethod.choices, default=LoginMethod.PASSWORD
     )
+    # A directory user's password, role, partner and state live in LDAP: only the
+    # directory backend may authenticate them (accounts.directory), never the local hashes.
+    source = models.CharField(max_length=10, choices=Source.choices, default=Source.LOCAL)
     permissions = models.JSONField(default=default_permissions, blank=True)
     allowed_ips = models.JSONField(default=list, blank=True)
     password_changed_at = models.DateTimeField(null=True, blank=True)
@@ -85,6 +92,12 @@ class User(AbstractUser):
     tls_reuse_exempt = models.BooleanField(default=False)
     policy_exception_reason = models.CharField(max_length=300, blank=True)
     max_sessions = models.PositiveIntegerField(null=True, blank=True)
+    # FTPS data-connection bandwidth in bytes/s, shared by the user's transfers; 0: no limit.
+    upload_bytes_per_second = models.PositiveBigIntegerField(default=0)
+    download_bytes_per_second = models.PositiveBigIntegerField(default=0)
+    ftps_mfa_required = models.BooleanField(
+        default=False, help_text="on FTPS, require a second factor: the authenticator's code "
+        "after the password, or a registered client certificate")
 
     class Meta:
         ordering = ["username"]
@@ -188,6 +201,19 @@ class Ban(models.Model):
 
     def __str__(self) -> str:
         return f"{self.address} until {self.expires_at:%Y-%m-%d %H:%M}"
+
+
+class AcceptedCode(models.Model):
+    """A one-time code accepted on FTPS, honoured again from the same address for a grace
+    period, because clients open parallel connections re-sending the same password+code."""
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="accepted_codes")
+    address = models.GenericIPAddressField()
+    code_digest = models.CharField(max_length=64)
+    expires_at = models.DateTimeField(db_index=True)
+
+    def __str__(self) -> str:
+        return f"{self.user_id} from {self.address} until {self.expires_at:%H:%M:%S}"
 
 
 class PasswordHistory(models.Model):

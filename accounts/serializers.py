@@ -52,6 +52,8 @@ class PartnerSerializer(serializers.ModelSerializer[Partner]):
 class UserSerializer(serializers.ModelSerializer[User]):
     partner_name = serializers.CharField(source="partner.name", read_only=True,
                                          allow_null=True, default=None)
+    # A plain string: an account without an address has "", which format "email" rejects.
+    email = serializers.CharField(read_only=True)
 
     class Meta:
         model = User
@@ -60,7 +62,8 @@ class UserSerializer(serializers.ModelSerializer[User]):
                   "login_method", "permissions", "allowed_ips", "expires_at", "max_sessions",
                   "last_login", "date_joined", "password_changed_at", "must_change_password",
                   "allow_clear_data", "allow_plain_ftp", "tls_reuse_exempt",
-                  "policy_exception_reason"]
+                  "policy_exception_reason", "ftps_mfa_required", "upload_bytes_per_second",
+                  "download_bytes_per_second"]
         read_only_fields = fields
 
 
@@ -84,6 +87,15 @@ class UserSettingsSerializer(serializers.Serializer[Any]):
     expires_at = serializers.DateTimeField(required=False, allow_null=True)
     max_sessions = serializers.IntegerField(required=False, allow_null=True, min_value=0,
                                             max_value=MAX_INT)
+    ftps_mfa_required = serializers.BooleanField(
+        required=False, help_text="on FTPS, require the authenticator's code after the "
+        "password, or a registered client certificate")
+    upload_bytes_per_second = serializers.IntegerField(
+        required=False, min_value=0, max_value=MAX_BIGINT,
+        help_text="FTPS upload bandwidth shared by the user's transfers; 0: no limit")
+    download_bytes_per_second = serializers.IntegerField(
+        required=False, min_value=0, max_value=MAX_BIGINT,
+        help_text="FTPS download bandwidth shared by the user's transfers; 0: no limit")
 
     def validate_allowed_ips(self, value: list[str]) -> list[str]:
         return _networks(value)
@@ -128,6 +140,14 @@ class PasswordResetSerializer(serializers.Serializer[Any]):
 
     username = serializers.CharField(read_only=True)
     password = serializers.CharField(read_only=True)
+
+
+class IssuedAuthenticatorSerializer(serializers.Serializer[Any]):
+    """A new authenticator's secret for FTPS one-time codes, shown this once."""
+
+    username = serializers.CharField(read_only=True)
+    secret = serializers.CharField(read_only=True, help_text="base32, for typing into an app")
+    otpauth_url = serializers.CharField(read_only=True, help_text="otpauth://totp/… for a QR")
 
 
 class ApiTokenSerializer(serializers.ModelSerializer[ApiToken]):

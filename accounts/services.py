@@ -20,11 +20,11 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from accounts import bans, certificates
+from accounts import bans, certificates, otp_login
 from accounts.models import ClientCertificate, Partner, User
 from audit import events
 from audit.events import Origin
-from mft.errors import Conflict, InvalidInput, LoginRefused
+from mft.errors import Conflict, InvalidInput, LoginRefused, LoginUnavailable
 
 _PASSWORD_ALPHABET = string.ascii_letters + string.digits + "-_.!@#%+="
 
@@ -164,40 +164,55 @@ def login(attempt: LoginAttempt, *, origin: Origin | None = None) -> User:
     """Authenticate and apply the login policy; raise LoginRefused with the audit reason."""
     origin = origin or Origin(source_ip=attempt.source_ip, protocol=attempt.protocol)
     try:
-        user = _check(attempt)
+        user, method = _check(attempt)
     except LoginRefused as refusal:
         events.login_failed(origin=origin, username=attempt.username, reason=refusal.reason)
         if refusal.reason != "address banned":
             bans.record_failure(attempt.source_ip, attempt.username, attempt.protocol)
         raise
-    events.login_succeeded(origin=origin, user=user, method=_method_used(user, attempt))
+    except LoginUnavailable as outage:
+        # The directory is down: audited, but not the client's fault, so never a ban.
+        events.login_failed(origin=origin, username=attempt.username, reason=outage.reason)
+        raise
+    events.login_succeeded(origin=origin, user=user, method=method)
     user.last_login = timezone.now()
     user.save(update_fields=["last_login"])
     return user
 
 
-def _check(attempt: LoginAttempt) -> User:
-    """Return the user if every rule allows this attempt, else raise LoginRefused."""
+def _check(attempt: LoginAttempt) -> tuple[User, str]:
+    """Return the user and the factors used if every rule allows this attempt, else raise
+    LoginRefused."""
     if bans.active_ban(attempt.source_ip):
         raise LoginRefused("address banned")
-    user = _verify_credentials(attempt)
+    user, method = _verify_credentials(attempt)
     check_policy(user, protocol=attempt.protocol, source_ip=attempt.source_ip)
-    return user
+    return user, method
 
 
-def _verify_credentials(attempt: LoginAttempt) -> User:
-    """Check the password and/or certificate as the user's login method demands."""
+def _verify_credentials(attempt: LoginAttempt) -> tuple[User, str]:
+    """Check the password and/or certificate as the user's login method demands, and the
+    FTPS second factor (accounts.otp_login); return the user and the factors used."""
+    password, code = otp_login.split_code(
+        username=attempt.username, protocol=attempt.protocol, password=attempt.password,
+        certificate_presented=attempt.certificate_der is not None)
     password_user = None
-    if attempt.password:
-        password_user = authenticate(None, username=attempt.username, password=attempt.password)
+    if password:
+        password_user = authenticate(None, username=attempt.username, password=password)
     user = password_user or User.objects.filter(username=attempt.username).first()
     if user is None:
         raise LoginRefused("unknown user")
     if not user.is_active:
-        raise LoginRefused("account disabled")
+        directory = user.source == User.Source.DIRECTORY
+        raise LoginRefused("account disabled in the directory" if directory
+                           else "account disabled")
     method = user.login_method
     cert_ok = _certificate_matches(user, attempt.certificate_der)
     password_ok = password_user is not None
+    if user.source == User.Source.DIRECTORY and not password_ok:
+        # Only a bind to the directory proves a directory user (a certificate alone would
+        # skip its disabled mark).
+        raise LoginRefused("wrong password")
     if method == User.LoginMethod.PASSWORD and not password_ok:
         raise LoginRefused("wrong password")
     if method == User.LoginMethod.CERTIFICATE and not cert_ok:
@@ -209,7 +224,10 @@ def _verify_credentials(attempt: LoginAttempt) -> User:
             raise LoginRefused(_certificate_reason(attempt.certificate_der))
     if method == User.LoginMethod.PASSWORD_OR_CERTIFICATE and not (password_ok or cert_ok):
         raise LoginRefused("wrong password and no valid certificate")
-    return user
+    factors = otp_login.second_factor(user, protocol=attempt.protocol, code=code,
+                                      source_ip=attempt.source_ip, password_ok=password_ok,
+                                      cert_ok=cert_ok)
+    return user, factors or _method_used(user, attempt)
 
 
 def _certificate_reason(der: bytes | None) -> str:

@@ -6,6 +6,7 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
@@ -91,10 +92,24 @@ def authenticate_token(secret: str, *, source_ip: str | None) -> ApiToken:
     return token
 
 
+def token_snapshot(token: ApiToken) -> dict[str, Any]:
+    """Return the audited fields of a token (never its secret or digest)."""
+    return {"user": token.user.username, "name": token.name, "prefix": token.prefix,
+            "scopes": list(token.scopes), "allowed_ips": list(token.allowed_ips),
+            "expires_at": token.expires_at.isoformat() if token.expires_at else None,
+            "revoked_at": token.revoked_at.isoformat() if token.revoked_at else None}
+
+
 def revoke(token: ApiToken, *, origin: Origin) -> None:
     """Revoke a token; it stops working at once."""
-    if token.revoked_at is not None:
-        raise Conflict("token already revoked")
-    token.revoked_at = timezone.now()
-    token.save(update_fields=["revoked_at"])
-    events.admin_change(origin=origin, action="token.revoke", obj=token)
+    with transaction.atomic():
+        # Two admins revoking at once: the second one sees the first's revocation.
+        locked = ApiToken.objects.select_for_update().get(pk=token.pk)
+        if locked.revoked_at is not None:
+            raise Conflict("token already revoked")
+        before = token_snapshot(locked)
+        locked.revoked_at = timezone.now()
+        locked.save(update_fields=["revoked_at"])
+        events.admin_change(origin=origin, action="token.revoke", obj=locked, before=before,
+                            after=token_snapshot(locked))
+    token.revoked_at = locked.revoked_at

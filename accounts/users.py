@@ -27,7 +27,8 @@ from mft.errors import Conflict, InvalidInput
 # cannot mint a superuser.
 CREATABLE_ROLES = (User.Role.PARTNER, User.Role.API, User.Role.OPERATOR, User.Role.AUDITOR)
 EDITABLE = ("email", "quota_bytes", "quota_files", "allowed_protocols", "login_method",
-            "permissions", "allowed_ips", "expires_at", "max_sessions")
+            "permissions", "allowed_ips", "expires_at", "max_sessions", "ftps_mfa_required",
+            "upload_bytes_per_second", "download_bytes_per_second")
 _DEFAULT_PROTOCOLS = {
     User.Role.PARTNER: ["ftps"],
     User.Role.API: ["https"],
@@ -54,6 +55,9 @@ def snapshot(user: User) -> dict[str, Any]:
         "allowed_ips": list(user.allowed_ips or []),
         "expires_at": user.expires_at.isoformat() if user.expires_at else None,
         "max_sessions": user.max_sessions,
+        "ftps_mfa_required": user.ftps_mfa_required,
+        "upload_bytes_per_second": user.upload_bytes_per_second,
+        "download_bytes_per_second": user.download_bytes_per_second,
     }
 
 
@@ -78,7 +82,8 @@ def _apply(user: User, changes: dict[str, Any]) -> None:
     unknown = sorted(set(changes) - set(EDITABLE))
     if unknown:
         raise InvalidInput(f"user fields cannot be changed here: {', '.join(unknown)}")
-    for label in ("quota_bytes", "quota_files", "max_sessions"):
+    for label in ("quota_bytes", "quota_files", "max_sessions", "upload_bytes_per_second",
+                  "download_bytes_per_second"):
         value = changes.get(label)
         if value is not None and value < 0:
             raise InvalidInput(f"{label} must not be negative")
@@ -179,7 +184,8 @@ def _change(user: User, action: str, origin: Origin, work: Any) -> User:
 
 
 def update_user(user: User, *, origin: Origin, **changes: Any) -> User:
-    """Change a user's quota, protocols, login method, permissions, allow-list, expiry."""
+    """Change a user's quota, protocols, login method, FTPS second factor, permissions,
+    allow-list, expiry."""
     return _change(user, "user.update", origin, lambda locked: _apply(locked, changes))
 
 

@@ -160,3 +160,44 @@ def notification_failed(*, notification: Any, reason: str,
     """Record a notification (email or webhook) given up on: its subscriber was not told."""
     return _write("notification.failed", origin=SYSTEM, outcome=FAILURE, obj=notification,
                   details={"reason": reason, **(details or {})})
+
+
+# --- Alerts, expected files and retention ---------------------------------------------------
+
+def alert_raised(*, alert: str, obj: Any = None, object_type: str = "",
+                 details: dict[str, Any] | None = None) -> AuditEvent:
+    """Record an alert the platform raised (expiry, posture finding, missing file)."""
+    return _write(alert, origin=SYSTEM, outcome=INFO, obj=obj, object_type=object_type,
+                  details={"alert": True, **(details or {})})
+
+
+def alert_closed(*, alert: str, obj: Any, details: dict[str, Any] | None = None) -> AuditEvent:
+    """Record that an open alert was closed (a missing file arrived late)."""
+    return _write(alert, origin=SYSTEM, outcome=INFO, obj=obj, details=details)
+
+
+def retention_applied(*, partner: Any, details: dict[str, Any]) -> AuditEvent:
+    """Record one partner's retention run: what was deleted or archived, with counts."""
+    return _write("retention.apply", origin=SYSTEM, outcome=SUCCESS, obj=partner,
+                  details=details)
+
+
+# --- Configuration backup -------------------------------------------------------------------
+
+def config_exported(*, origin: Origin, counts: dict[str, int]) -> AuditEvent:
+    """Record that the configuration was exported, with the rows per section."""
+    return _write("config.export", origin=origin, outcome=SUCCESS, object_type="configuration",
+                  details={"counts": counts})
+
+
+def config_imported(*, origin: Origin, counts: dict[str, int], merge: bool,
+                    exported_at: str) -> AuditEvent:
+    """Record that a configuration document was imported (created or merged)."""
+    return _write("config.import", origin=origin, outcome=SUCCESS, object_type="configuration",
+                  details={"counts": counts, "merge": merge, "exported_at": exported_at})
+
+
+def config_import_refused(*, origin: Origin, reason: str) -> AuditEvent:
+    """Record a configuration document refused (bad signature, version, or content)."""
+    return _write("config.import", origin=origin, outcome=FAILURE, object_type="configuration",
+                  details={"reason": reason[:500]})

@@ -46,7 +46,16 @@ from bench.core import (
     set_socket_timeouts,
 )
 from bench.limits import TLS_RECV, TLS_SEND
-from bench.portside import MachineWindow, Portside, main_platform, pct, status_kib, summary
+from bench.portside import (
+    GATEWAY_WORKERS,
+    MachineWindow,
+    Portside,
+    main_platform,
+    pct,
+    status_kib,
+    summary,
+    uncached_gateway,
+)
 
 SEND_CPU = "tls13.loopback.send.server_cpu"
 RECV_CPU = "tls13.loopback.recv.server_cpu"
@@ -524,12 +533,39 @@ def _login_stats(out: dict[str, Any]) -> dict[str, Any]:
 
 @measurement(
     "ftps.logins",
-    produces=("ftps.logins.sequential", "ftps.logins.parallel"),
+    produces=(
+        "ftps.logins.sequential",
+        "ftps.logins.parallel",
+        "ftps.logins.cached.sequential",
+        "ftps.logins.cached.parallel",
+    ),
     unit="/s",
     timeout=600,
 )
 def logins(ctx: Context) -> list[Result]:
     ps = main_platform(ctx)
+    # Cached first: the platform's own gateway, warmed so each of its processes has verified
+    # the password once (the cache is per process and lasts MFT_LOGIN_CACHE_SECONDS).
+    warm = run_client(ctx, ps, "logins", "--threads", str(GATEWAY_WORKERS * 2), "--count", "2")
+    if warm["error_count"]:
+        raise RuntimeError(f"warm-up logins failed: {warm['errors']}")
+    cached = _login_figures(
+        ctx,
+        ps,
+        "ftps.logins.cached",
+        "cached (verified credentials remembered per gateway process)",
+    )
+    uncached = _login_figures(
+        ctx,
+        uncached_gateway(ctx, ps),
+        "ftps.logins",
+        "uncached (a second gateway with MFT_LOGIN_CACHE_SECONDS=0)",
+    )
+    return [*uncached, *cached]
+
+
+def _login_figures(ctx: Context, ps: Portside, prefix: str, what: str) -> list[Result]:
+    """Measure sequential and 20-parallel logins against one gateway."""
     n_seq = ctx.pick(20, 5)
     clients, each = 20, ctx.pick(3, 1)
     with MachineWindow() as seq_win:
@@ -571,20 +607,20 @@ def logins(ctx: Context) -> list[Result]:
         raise RuntimeError(f"parallel logins failed: {par['errors']}")
     return [
         Result(
-            "ftps.logins.sequential",
+            f"{prefix}.sequential",
             seq["ok"] / seq["wall_s"],
             "/s",
             limit=ARGON_SEQ,
-            note="connect, AUTH TLS, USER/PASS, PWD, QUIT; uncached (no cache exists)",
+            note=f"connect, AUTH TLS, USER/PASS, PWD, QUIT; {what}",
             extra={**_login_stats(seq), **seq_win.report()},
         ),
         Result(
-            "ftps.logins.parallel",
+            f"{prefix}.parallel",
             par["ok"] / par["wall_s"],
             "/s",
             limit=ARGON_PAR,
-            note=f"{clients} clients at once; gateway RSS +{(peak_kib - base_kib) // 1024} MB;"
-            f" idle NOOP p99 {noop['p99']} ms meanwhile",
+            note=f"{clients} clients at once, {what}; gateway RSS "
+            f"+{(peak_kib - base_kib) // 1024} MB; idle NOOP p99 {noop['p99']} ms meanwhile",
             extra={
                 **_login_stats(par),
                 "noop_ms": noop,

@@ -11,6 +11,9 @@ temporary ``MFT_DATA_DIR`` under the run's scratch dir:
   Redis for the instance started with ``broker=BENCH_REDIS``;
 * gunicorn as ``make run`` starts it (2 workers x 4 threads).
 
+:func:`uncached_gateway` adds a second gateway to a platform with the login cache off
+(``MFT_LOGIN_CACHE_SECONDS=0``), so uncached logins can be measured beside cached ones.
+
 Product defaults stay on: encryption at rest, audit, hashing, scanning.  The only
 settings changed are addresses and ports, and the per-address connection cap
 (every bench client comes from 127.0.0.1; see docs/PERFORMANCE.md).
@@ -35,7 +38,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -210,6 +213,7 @@ class Portside:
     password: str = ""
     services: dict[str, Service] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
+    target_name: str = "bench-target.json"
 
     @property
     def cafile(self) -> Path:
@@ -223,7 +227,7 @@ class Portside:
     @property
     def target_file(self) -> Path:
         """JSON the client processes read: address, credentials, CA (no secrets in argv)."""
-        return self.data_dir / "bench-target.json"
+        return self.data_dir / self.target_name
 
     def write_target(self) -> None:
         self.target_file.write_text(
@@ -473,6 +477,51 @@ def _start_services(ps: Portside, ctx: Context) -> None:
         wait_http(ps.web_port, deadline, ps.services["web"])
     while len(ps.gateway_pids()) < GATEWAY_WORKERS and time.monotonic() < deadline:
         time.sleep(0.1)
+
+
+@contextlib.contextmanager
+def _uncached_gateway(ctx: Context, ps: Portside) -> Iterator[Portside]:
+    """Run a second gateway on the platform's data with the login cache off; stop it after."""
+    gw = replace(
+        ps,
+        name=f"{ps.name}-uncached",
+        env=dict(ps.env),
+        ftps_port=free_port(),
+        passive=free_port_range(PASSIVE_PORTS),
+        services={},
+        info={},
+        target_name="bench-target-uncached.json",
+    )
+    gw.env.update(
+        {
+            "MFT_FTPS_PORT": str(gw.ftps_port),
+            "MFT_FTPS_IMPLICIT_PORT": "off",
+            "MFT_PASSIVE_PORTS": f"{gw.passive[0]}-{gw.passive[1]}",
+            "MFT_LOGIN_CACHE_SECONDS": "0",
+        }
+    )
+    gw.write_target()
+    gw.services["gateway"] = Service(
+        "gateway",
+        [sys.executable, str(REPO_DIR / "manage.py"), "run_gateway"],
+        gw.env,
+        ps.data_dir / "gateway-uncached.log",
+    )
+    try:
+        deadline = time.monotonic() + ctx.remaining(cap=120)
+        _wait_banner(gw.ftps_port, deadline, gw.services["gateway"])
+        while len(gw.gateway_pids()) < GATEWAY_WORKERS and time.monotonic() < deadline:
+            time.sleep(0.1)
+        yield gw
+    finally:
+        gw.stop()
+
+
+def uncached_gateway(ctx: Context, ps: Portside) -> Portside:
+    """The platform's second gateway, without the login cache (started on first use)."""
+    gw: Portside = ctx.shared(f"{ps.name}-uncached", lambda c: _uncached_gateway(c, ps))
+    gw.check_alive()
+    return gw
 
 
 def main_platform(ctx: Context) -> Portside:

@@ -1,8 +1,10 @@
 """Who may see and do what in the dashboard, checked by one decorator on every view.
 
 Capabilities are words; each role holds a set of them. Admins hold every capability,
-operators run daily work (files, review, partners read-only), auditors read (audit log,
-file metadata). Partner and API accounts have no dashboard role at all.
+operators run daily work (files, review, re-sending deliveries; partners, users,
+credentials and delivery configuration read-only), auditors read (audit log, file
+metadata, users, credentials, tokens, deliveries, settings) and change nothing. Partner and
+API accounts have no dashboard role at all.
 """
 
 from __future__ import annotations
@@ -26,11 +28,18 @@ from mft import client_address
 CAPABILITIES: dict[str, frozenset[str]] = {
     User.Role.ADMIN: frozenset({
         "view_overview", "view_files", "review_files", "view_partners", "manage_partners",
-        "view_audit", "verify_audit", "manage_bans"}),
+        "view_audit", "verify_audit", "manage_bans", "view_users", "manage_users",
+        "view_credentials", "manage_credentials", "view_deliveries", "manage_deliveries",
+        "resend_deliveries", "view_tokens", "manage_tokens", "view_settings",
+        "view_sessions", "disconnect_sessions"}),
     User.Role.OPERATOR: frozenset({
-        "view_overview", "view_files", "review_files", "view_partners"}),
+        "view_overview", "view_files", "review_files", "view_partners", "view_users",
+        "view_credentials", "view_deliveries", "resend_deliveries", "view_settings",
+        "view_sessions", "disconnect_sessions"}),
     User.Role.AUDITOR: frozenset({
-        "view_overview", "view_files", "view_audit", "verify_audit"}),
+        "view_overview", "view_files", "view_audit", "verify_audit", "view_users",
+        "view_credentials", "view_deliveries", "view_tokens", "view_settings",
+        "view_sessions"}),
 }
 
 View = TypeVar("View", bound=Callable[..., HttpResponseBase])

@@ -1,8 +1,23 @@
 """Dashboard routes, mounted at the site root."""
 
-from django.urls import path
+from django.urls import path, re_path
 
-from dashboard.views import account, audit, bans, files, login, overview, partners
+from dashboard.views import (
+    account,
+    audit,
+    bans,
+    configuration,
+    credentials,
+    deliveries,
+    endpoints,
+    files,
+    login,
+    overview,
+    partners,
+    sessions,
+    tokens,
+    users,
+)
 
 app_name = "dashboard"
 
@@ -31,4 +46,38 @@ urlpatterns = [
     path("audit/verify/", audit.audit_verify, name="audit-verify"),
     path("bans/", bans.ban_list, name="bans"),
     path("bans/<int:pk>/lift/", bans.ban_lift, name="ban-lift"),
+    path("sessions/", sessions.session_list, name="sessions"),
+    path("sessions/<str:session_id>/disconnect/", sessions.session_disconnect,
+         name="session-disconnect"),
+    path("overview/sessions/", sessions.overview_panel, name="sessions-panel"),
+    path("users/", users.user_list, name="users"),
+    path("users/new/", users.user_new, name="user-new"),
+    path("users/<int:pk>/", users.user_detail, name="user-detail"),
+    path("users/<int:pk>/settings/", users.user_settings, name="user-settings"),
+    path("users/<int:pk>/active/", users.user_active, name="user-active"),
+    path("users/<int:pk>/reset-password/", users.user_reset_password,
+         name="user-reset-password"),
+    path("credentials/", credentials.credential_list, name="credentials"),
+    path("credentials/certificates/", credentials.certificate_add, name="certificate-add"),
+    path("credentials/certificates/<int:pk>/remove/", credentials.certificate_remove,
+         name="certificate-remove"),
+    path("credentials/pgp-keys/", credentials.pgp_key_add, name="pgp-key-add"),
+    path("credentials/pgp-keys/<int:pk>/remove/", credentials.pgp_key_remove,
+         name="pgp-key-remove"),
+    path("endpoints/", endpoints.endpoint_list, name="endpoints"),
+    path("endpoints/endpoint/<int:pk>/test/", endpoints.endpoint_test, name="endpoint-test"),
+    re_path(r"^endpoints/(?P<kind>endpoint|route|pull)/new/$", endpoints.config_new,
+            name="config-new"),
+    re_path(r"^endpoints/(?P<kind>endpoint|route|pull)/(?P<pk>[0-9]+)/$",
+            endpoints.config_edit, name="config-edit"),
+    re_path(r"^endpoints/(?P<kind>endpoint|route|pull)/(?P<pk>[0-9]+)/remove/$",
+            endpoints.config_remove, name="config-remove"),
+    path("deliveries/", deliveries.delivery_list, name="deliveries"),
+    path("deliveries/export.csv", deliveries.delivery_export, name="delivery-export"),
+    path("deliveries/<int:pk>/", deliveries.delivery_detail, name="delivery-detail"),
+    path("deliveries/<int:pk>/resend/", deliveries.delivery_resend, name="delivery-resend"),
+    path("tokens/", tokens.token_list, name="tokens"),
+    path("tokens/new/", tokens.token_new, name="token-new"),
+    path("tokens/<int:pk>/revoke/", tokens.token_revoke, name="token-revoke"),
+    path("settings/", configuration.settings_page, name="settings"),
 ]

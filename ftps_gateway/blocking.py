@@ -9,6 +9,7 @@ thread does ever touches a channel directly.
 from __future__ import annotations
 
 import collections
+import contextvars
 import logging
 import socket
 import threading
@@ -67,17 +68,19 @@ class BlockingPool:
                                                         None] | None = None) -> None:
         """Run work in a thread; then call done(result, error) on the loop thread."""
         self.pending += 1
+        # The caller's context (its session's correlation id) goes to the thread and back.
+        context = contextvars.copy_context()
 
         def job() -> None:
             result: Any = None
             error: BaseException | None = None
             try:
-                result = work()
+                result = context.run(work)
             except BaseException as exc:  # noqa: BLE001 - handed to the loop callback
                 error = exc
             finally:
                 close_old_connections()
-            self._post(lambda: self._complete(done, result, error))
+            self._post(lambda: context.run(self._complete, done, result, error))
 
         self._executor.submit(job)
 

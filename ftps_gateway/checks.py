@@ -8,6 +8,8 @@ from typing import Any
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning, register
 
+from ftps_gateway import masquerade, proxy_protocol
+
 
 @register("gateway")
 def check_tls_files(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
@@ -42,4 +44,28 @@ def check_ports(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     if settings.TLS_MIN_VERSION not in ("TLSv1.2", "TLSv1.3"):
         problems.append(Error(f"MFT_TLS_MIN_VERSION={settings.TLS_MIN_VERSION!r} must be "
                               "TLSv1.2 or TLSv1.3", id="ftps_gateway.E003"))
+    return problems
+
+
+@register("gateway")
+def check_proxy_and_masquerade(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """Report a junk PROXY protocol mode, trusted network or masquerade map."""
+    problems: list[CheckMessage] = []
+    try:
+        policy = proxy_protocol.ProxyPolicy.build(settings.PROXY_PROTOCOL,
+                                                  settings.PROXY_TRUSTED)
+    except ValueError as exc:
+        problems.append(Error(f"MFT_PROXY_PROTOCOL/MFT_PROXY_TRUSTED: {exc}",
+                              hint="a mode off, v1, v2 or any; trusted balancers as CIDRs",
+                              id="ftps_gateway.E004"))
+    else:
+        if policy.enabled and not policy.trusted:
+            problems.append(Warning("MFT_PROXY_PROTOCOL is on but MFT_PROXY_TRUSTED is empty: "
+                                    "every header will be refused", id="ftps_gateway.W003"))
+    try:
+        masquerade.parse_map(settings.MASQUERADE_MAP)
+    except ValueError as exc:
+        problems.append(Error(f"MFT_MASQUERADE_MAP: {exc}",
+                              hint="network=address pairs separated by ';'",
+                              id="ftps_gateway.E005"))
     return problems

@@ -28,11 +28,11 @@ from accounts import bans, services
 from accounts.models import User
 from audit import events
 from audit.events import Origin
-from ftps_gateway import replies, tls
+from ftps_gateway import masquerade, proxy_protocol, replies, throttle, tls
 from ftps_gateway.authorizer import SessionAuthorizer
 from ftps_gateway.filesystem import HomeFS
 from ftps_gateway.transfer_files import DownloadFile, Producer, UploadFile
-from mft.errors import LoginRefused, PortsideError
+from mft.errors import LoginRefused, PortsideError, TemporarilyUnavailable
 from transfers import files, uploads
 
 log = logging.getLogger(__name__)
@@ -63,6 +63,11 @@ class RangePassiveDTP(PassiveDTP):
             raise NoPassivePort("no free passive port in the configured range")
         super().listen(num)
 
+    def handle_accepted(self, sock: Any, addr: Any) -> None:
+        """Check a proxied session's data connection by its PROXY header's client."""
+        if not proxy_protocol.accept_data(self, sock, addr, super().handle_accepted):
+            super().handle_accepted(sock, addr)
+
 
 class DataChannel(TLS_DTPHandler):
     """A data connection: must resume its control connection's TLS session."""
@@ -78,12 +83,16 @@ class DataChannel(TLS_DTPHandler):
         self._refusal: PortsideError | None = None
         self._tls_refused = False
         self._upload_handed_over = False
+        self._bandwidth_timer: Any = None
+        self.bandwidth = throttle.for_user(cmd_channel.user)
         # Small files: without NODELAY the last segment of each file waits for an ACK.
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError:
             pass
         super().__init__(sock, cmd_channel)
+        if self.bandwidth is not None:
+            self.bandwidth.size_buffers(self)
 
     def secure_connection(self, ssl_context: Any) -> None:
         super().secure_connection(ssl_context)
@@ -130,7 +139,10 @@ class DataChannel(TLS_DTPHandler):
         # zero-byte SSL_write reads as "Unexpected EOF" and turned the 226 into a 426.
         if not data:
             return 0
-        return int(super().send(data))
+        sent = int(super().send(data))
+        if self.bandwidth is not None:
+            self.bandwidth.sent(self, sent)
+        return sent
 
     def handle_read(self) -> None:
         """Drain several TLS records per loop pass instead of pyftpdlib's one."""
@@ -156,6 +168,8 @@ class DataChannel(TLS_DTPHandler):
                 self.close()
                 return
             if self._closed:
+                return
+            if self.bandwidth is not None and self.bandwidth.received(self, len(chunk)):
                 return
 
     def handle_read_event(self) -> None:
@@ -211,6 +225,10 @@ class ControlHandler(TLS_FTPHandler):
     tls_data_required = True
     banner = "Portside FTPS ready."
     implicit = False
+    proxy_policy = proxy_protocol.OFF
+    proxied_by: str | None = None  # the balancer, when a PROXY header named the client
+    masquerade_address: str | None = None
+    masquerade_map: masquerade.MasqueradeMap = ()
     pool: Any = None
     auth_failed_delay = 1.0
     active_mode = False
@@ -228,6 +246,8 @@ class ControlHandler(TLS_FTPHandler):
                      help="Syntax: HASH <SP> file-name (SHA-256 of the file)."),
         "CCC": dict(perm=None, auth=False, arg=False,
                     help="Syntax: CCC (refused: the control channel stays encrypted)."),
+        "PROXY": dict(perm=None, auth=False, arg=None,
+                      help="Syntax: PROXY (refused: a header from an untrusted peer)."),
     })
 
     # --- session set-up -----------------------------------------------------------------
@@ -241,12 +261,20 @@ class ControlHandler(TLS_FTPHandler):
         self._aborting = False
         self._queued: collections.deque[bytes] = collections.deque()
         self._upload_started: dict[int, float] = {}
+        self.last_command_at: float | None = None  # wall clock, for the sessions list
         super().__init__(conn, server, ioloop)
         if self.connected:
             self._extra_feats = ["AUTH TLS", "PBSZ", "PROT", "HASH SHA-256*", "MFMT"]
 
     def handle(self) -> None:
+        """Start the session, after reading its PROXY header when one is expected."""
+        if not proxy_protocol.read_first(self, self._open_session):
+            self._open_session()
+
+    def _open_session(self) -> None:
         """Greet once the address is known not to be banned; implicit TLS starts at once."""
+        self.masquerade_address = masquerade.address_for(
+            self.remote_ip, self.masquerade_map, self.masquerade_address)
         self.on_connect()
         self._busy = True
         self._ban_checked = False
@@ -346,6 +374,9 @@ class ControlHandler(TLS_FTPHandler):
             super().found_terminator()
 
     def pre_process_command(self, line: str, cmd: str, arg: str) -> None:
+        self.last_command_at = time.time()
+        if not cmd and proxy_protocol.refuse_blank_line(self):
+            return
         try:
             super().pre_process_command(line, cmd, arg)
         except FilesystemError as exc:
@@ -416,9 +447,11 @@ class ControlHandler(TLS_FTPHandler):
         self.handle_auth_success(str(home), "", "Login successful.")
 
     def _login_failed(self, error: BaseException | None) -> None:
-        """Reply 530 after a delay, the same for every reason; 421 for a banned address."""
+        """Reply 530 after a delay, the same for every reason; 421 for a banned address, or
+        when the login could not be checked (the directory is down)."""
         if error is not None and not isinstance(error, LoginRefused):
-            log.error("login error", exc_info=error)
+            if not isinstance(error, TemporarilyUnavailable):
+                log.error("login error", exc_info=error)
             self.respond("421 Service temporarily unavailable; try again later.")
             self.close_when_done()
             return
@@ -457,7 +490,7 @@ class ControlHandler(TLS_FTPHandler):
     def origin(self) -> Origin:
         """Return who and where this session is, for audit events."""
         extra = {"session": self.session_id, "implicit": self.implicit,
-                 **getattr(self, "tls_details", {})}
+                 **getattr(self, "tls_details", {}), **proxy_protocol.origin_details(self)}
         base = Origin(source_ip=self.remote_ip or None, protocol="ftps", extra=extra)
         return base.as_user(self.user) if self.user is not None else base
 
@@ -667,6 +700,10 @@ class ControlHandler(TLS_FTPHandler):
                 return self.respond("200 SHA-256")
             return self.respond("501 Only SHA-256 is supported.")
         super().ftp_OPTS(line)
+
+    def ftp_PROXY(self, line: str = "") -> None:
+        proxy_protocol.refuse(self, "PROXY header from an untrusted peer",
+                              reply="421 PROXY header refused: not a trusted balancer.")
 
     def ftp_CCC(self, line: str) -> None:
         self.respond("534 CCC refused: the control connection stays encrypted.")

@@ -21,12 +21,13 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connections
-from pyftpdlib.ioloop import IOLoop
 from pyftpdlib.servers import FTPServer
 
-from ftps_gateway import tls
+from ftps_gateway import masquerade, proxy_protocol, tls
 from ftps_gateway.blocking import BlockingPool
 from ftps_gateway.handler import ControlHandler, DataChannel
+from ftps_gateway.session_context import SessionContext, SessionIOLoop
+from ftps_gateway.sessions import SessionPublisher
 from mft import heartbeat
 from mft.models import ProcessHeartbeat
 
@@ -55,6 +56,10 @@ class GatewayConfig:
     auth_failed_delay: float
     active_mode: bool
     workers: int = 1
+    proxy_protocol: str = "off"
+    proxy_trusted: tuple[str, ...] = ()
+    proxy_timeout: float = 5.0  # seconds a PROXY header may take to arrive
+    masquerade_map: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -78,6 +83,9 @@ class GatewayConfig:
             auth_failed_delay=settings.GATEWAY_AUTH_FAILED_DELAY,
             active_mode=settings.GATEWAY_ACTIVE_MODE,
             workers=settings.GATEWAY_WORKERS,
+            proxy_protocol=settings.PROXY_PROTOCOL,
+            proxy_trusted=tuple(settings.PROXY_TRUSTED),
+            masquerade_map=settings.MASQUERADE_MAP,
         )
         values.update(overrides)
         return cls(**values)
@@ -107,12 +115,19 @@ def server_context(config: GatewayConfig) -> Any:
         session_timeout=max(86400, config.idle_timeout * 4))
 
 
+def proxy_policy(config: GatewayConfig) -> proxy_protocol.ProxyPolicy:
+    """Return the PROXY protocol policy of the listeners."""
+    return proxy_protocol.ProxyPolicy.build(config.proxy_protocol, config.proxy_trusted,
+                                            config.proxy_timeout)
+
+
 def handler_class(config: GatewayConfig, *, implicit: bool, pool: BlockingPool) -> type:
     """Return a fresh handler subclass for one server: pyftpdlib classes are never mutated."""
     context = server_context(config)
     low, high = config.passive_ports
-    data = type("GatewayDataChannel", (DataChannel,), {"timeout": config.data_timeout})
-    return type("GatewayHandler", (ControlHandler,), {
+    data = type("GatewayDataChannel", (SessionContext, DataChannel),
+                {"timeout": config.data_timeout})
+    return type("GatewayHandler", (SessionContext, ControlHandler), {
         "ssl_context": context,
         "implicit": implicit,
         "pool": pool,
@@ -120,6 +135,8 @@ def handler_class(config: GatewayConfig, *, implicit: bool, pool: BlockingPool) 
         "timeout": config.idle_timeout,
         "passive_ports": range(low, high + 1),
         "masquerade_address": config.masquerade_address,
+        "masquerade_map": masquerade.parse_map(config.masquerade_map),
+        "proxy_policy": proxy_policy(config),
         "auth_failed_delay": config.auth_failed_delay,
         "active_mode": config.active_mode,
         "permit_foreign_addresses": False,
@@ -133,7 +150,7 @@ class GatewayProcess:
 
     def __init__(self, config: GatewayConfig, listeners: dict[str, socket.socket]) -> None:
         self.config = config
-        self.ioloop = IOLoop()
+        self.ioloop = SessionIOLoop()
         self.pool = BlockingPool(self.ioloop, config.blocking_threads)
         self.servers: dict[str, FTPServer] = {}
         for name, sock in listeners.items():
@@ -143,6 +160,8 @@ class GatewayProcess:
             server = FTPServer(sock, handler, ioloop=self.ioloop)
             server.max_cons = config.max_connections
             server.max_cons_per_ip = config.max_connections_per_ip
+            # Sessions through a trusted balancer count under their real client's address.
+            server.ip_map = proxy_protocol.ClientAddresses(proxy_policy(config))
             self.servers[name] = server
         self.ports = {name: s.address[1] for name, s in self.servers.items()}
         self._cert_stamp = self._certificate_stamp()
@@ -151,6 +170,7 @@ class GatewayProcess:
         self._drain = threading.Event()
         self._drain_deadline: float | None = None
         self._heartbeat: heartbeat.HeartbeatThread | None = None
+        self.publisher: SessionPublisher | None = None
 
     def serve(self) -> None:
         """Run the loop until stop() is called."""
@@ -158,6 +178,8 @@ class GatewayProcess:
         self._heartbeat = heartbeat.HeartbeatThread(
             ProcessHeartbeat.Kind.GATEWAY, name, {"ports": self.ports})
         self._heartbeat.start()
+        self.publisher = SessionPublisher(self.pool, self._sessions, name)
+        self.publisher.start(self.ioloop)
         soonest: float | None = None
         try:
             # Our own loop instead of IOLoop.loop(): it must notice stop() and still run
@@ -236,6 +258,8 @@ class GatewayProcess:
         for server in self.servers.values():
             server.close()
         self.ioloop.close()
+        if self.publisher is not None:
+            self.publisher.close()
         self.pool.close()
         if self._heartbeat is not None:
             self._heartbeat.stop()

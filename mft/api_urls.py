@@ -5,7 +5,10 @@ from rest_framework.routers import SimpleRouter
 from accounts import api_views as accounts
 from audit import api_views as audit
 from deliveries import api_views as deliveries
+from expected import api_views as expected
+from retention import api_views as retention
 from transfers import api_views as transfers
+from transfers import session_api
 
 router = SimpleRouter()
 router.register("partners", accounts.PartnerViewSet, basename="partner")
@@ -19,6 +22,10 @@ router.register("endpoints", deliveries.PartnerEndpointViewSet, basename="endpoi
 router.register("routes", deliveries.RouteViewSet, basename="route")
 router.register("pulls", deliveries.PullViewSet, basename="pull")
 router.register("deliveries", deliveries.DeliveryViewSet, basename="delivery")
+router.register("expected-files", expected.ExpectedFileViewSet, basename="expected-file")
+router.register("retention-policies", retention.RetentionPolicyViewSet,
+                basename="retention-policy")
 router.register("audit-events", audit.AuditEventViewSet, basename="audit-event")
+router.register("sessions", session_api.GatewaySessionViewSet, basename="session")
 
 urlpatterns = router.urls

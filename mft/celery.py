@@ -6,6 +6,8 @@ import os
 
 from celery import Celery
 
+from mft import task_context  # noqa: F401 - correlation ids and log format, before workers start
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mft.settings")
 
 app = Celery("mft")

@@ -171,7 +171,11 @@ def database_from_url(url: str) -> dict[str, object]:
         # Web, gateway, worker and beat all write: WAL lets readers run beside the writer,
         # IMMEDIATE takes the write lock up front (no deadlock on lock upgrade), and the
         # timeout makes writers queue instead of failing with "database is locked".
-        config["CONN_MAX_AGE"] = 0
+        # Connections are kept (an idle one outside a transaction holds no WAL snapshot):
+        # reopening one per gateway job or request cost a third of small-file throughput
+        # (docs/PERFORMANCE.md).
+        config["CONN_MAX_AGE"] = 600
+        config["CONN_HEALTH_CHECKS"] = True
         config["OPTIONS"] = {
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
             "transaction_mode": "IMMEDIATE",
@@ -194,6 +198,9 @@ def broker_from_url(url: str, broker_dir: Path) -> tuple[str, dict[str, object]]
             "processed_folder": str(broker_dir / "processed"),
             "control_folder": str(broker_dir / "control"),
             "store_processed": False,
+            # The transport polls its folder; kombu's 1 s default put up to a second on
+            # every hop of the pipeline (docs/PERFORMANCE.md).
+            "polling_interval": 0.1,
         }
     if scheme in ("redis", "rediss"):
         # Longer than the longest pipeline step: Redis redelivers an unacked message only

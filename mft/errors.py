@@ -42,6 +42,15 @@ class TemporarilyUnavailable(PortsideError):
     code = "unavailable"
 
 
+class LoginUnavailable(TemporarilyUnavailable):
+    """A login could not be checked (the directory is down); never a refusal, never a ban."""
+
+    def __init__(self, reason: str,
+                 message: str = "Login temporarily unavailable; try again later.") -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
 class QuotaExceeded(PortsideError):
     code = "quota_exceeded"
 

@@ -96,8 +96,14 @@ def _staff_without_totp() -> list[str]:
         from django_otp.plugins.otp_totp.models import TOTPDevice
     except (ImportError, RuntimeError):
         return list(staff.values_list("username", flat=True)[:20])
+    from sso.models import IdentityProviderDevice
+
     enrolled = TOTPDevice.objects.filter(confirmed=True).values_list("user_id", flat=True)
-    return list(staff.exclude(pk__in=enrolled).values_list("username", flat=True)[:20])
+    # A single sign-on user whose provider asserted MFA (its `amr`) holds this device
+    # instead of a TOTP one; one without it is sent to TOTP enrolment at sign-in.
+    vouched = IdentityProviderDevice.objects.values_list("user_id", flat=True)
+    return list(staff.exclude(pk__in=enrolled).exclude(pk__in=vouched)
+                .values_list("username", flat=True)[:20])
 
 
 def _certificate_findings() -> list[Finding]:

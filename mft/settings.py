@@ -10,8 +10,11 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from celery.schedules import crontab
+from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
+from mft import logs as log_formats
+from mft.directory import directory_settings
 from mft.env import (
     broker_from_url,
     database_from_url,
@@ -26,6 +29,7 @@ from mft.env import (
     persistent_secret,
 )
 from mft.mail import email_from_url
+from mft.oidc import oidc_from_env
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(env_str("MFT_DATA_DIR", str(BASE_DIR / "var"))).resolve()
@@ -54,6 +58,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "csp",
     "django_filters",
     "django_celery_beat",
     "django_otp",
@@ -62,16 +68,22 @@ INSTALLED_APPS = [
     "mft",
     "audit",
     "accounts",
+    "sso",
     "transfers",
     "deliveries",
     "notifications",
+    "alerts",
+    "expected",
+    "retention",
     "monitoring",
     "ftps_gateway",
     "dashboard",
 ]
 
 MIDDLEWARE = [
+    "mft.request_id.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -131,6 +143,32 @@ LOGIN_URL = "/login/"
 # The name authenticator apps show next to the account (TOTP enrolment).
 OTP_TOTP_ISSUER = "Portside"
 
+# --- Directory (LDAP / Active Directory; django-auth-ldap reads the AUTH_LDAP_* names) ----
+# Tried first: it answers only for users not kept locally (accounts.directory).
+_directory = directory_settings()
+globals().update(_directory)
+if _directory:
+    AUTHENTICATION_BACKENDS.insert(0, "accounts.directory.DirectoryBackend")
+
+# --- Single sign-on (OpenID Connect; mozilla-django-oidc reads the OIDC_* names) ----------
+_oidc = oidc_from_env()
+OIDC_ENABLED, OIDC_ISSUER = _oidc.enabled, _oidc.issuer
+OIDC_RP_CLIENT_ID, OIDC_RP_CLIENT_SECRET = _oidc.client_id, _oidc.client_secret
+OIDC_RP_SIGN_ALGO, OIDC_RP_SCOPES = _oidc.sign_algo, _oidc.scopes
+OIDC_OP_AUTHORIZATION_ENDPOINT = _oidc.endpoints["authorization"]
+OIDC_OP_TOKEN_ENDPOINT = _oidc.endpoints["token"]
+OIDC_OP_USER_ENDPOINT = _oidc.endpoints["userinfo"]
+OIDC_OP_JWKS_ENDPOINT = _oidc.endpoints["jwks"] or None
+OIDC_USERNAME_CLAIM, OIDC_ROLE_CLAIM = _oidc.username_claim, _oidc.role_claim
+OIDC_ROLE_MAP, OIDC_MFA_AMR = _oidc.role_map, _oidc.mfa_amr
+OIDC_VERIFY_SSL: str | bool = _oidc.ca_file or True
+OIDC_TIMEOUT = _oidc.timeout
+OIDC_USE_PKCE = True
+OIDC_AUTHENTICATE_CLASS = "dashboard.views.sso.SsoStart"
+OIDC_CALLBACK_CLASS = "dashboard.views.sso.SsoCallback"
+# Always listed: it answers only OIDC callbacks, and only while OIDC_ENABLED.
+AUTHENTICATION_BACKENDS.append("sso.backends.OidcBackend")
+
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
@@ -145,6 +183,15 @@ STORAGES = {
 }
 
 X_FRAME_OPTIONS = "DENY"
+# Everything the dashboard and the API docs load is served by the app itself (htmx and the
+# Swagger UI from drf-spectacular-sidecar), so the policy names no other origin and allows
+# no inline script; only the API docs page relaxes style-src (see mft/urls.py).
+CONTENT_SECURITY_POLICY = {"DIRECTIVES": {
+    "default-src": [SELF], "script-src": [SELF], "style-src": [SELF],
+    "img-src": [SELF, "data:"], "font-src": [SELF], "connect-src": [SELF],
+    "object-src": [NONE], "base-uri": [NONE], "frame-ancestors": [NONE],
+    "form-action": [SELF],
+}}
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 SESSION_COOKIE_HTTPONLY = True
@@ -187,6 +234,9 @@ REST_FRAMEWORK = {
     "NUM_PROXIES": 0,
 }
 SPECTACULAR_SETTINGS = {
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     "TITLE": "Portside API",
     "DESCRIPTION": "Managed file transfer: partners, users, files, deliveries, audit.",
     "VERSION": "1",
@@ -256,12 +306,25 @@ FTPS_PORT = env_port("MFT_FTPS_PORT", 2121)
 FTPS_IMPLICIT_PORT = env_port("MFT_FTPS_IMPLICIT_PORT", 2990)
 PASSIVE_PORTS = env_port_range("MFT_PASSIVE_PORTS", "30000-30499")
 MASQUERADE_ADDRESS = env_str("MFT_MASQUERADE_ADDRESS", "") or None
+# Per client network (`10.0.0.0/8=10.1.2.3;0.0.0.0/0=203.0.113.5`); checked by ftps_gateway.E005.
+MASQUERADE_MAP = env_str("MFT_MASQUERADE_MAP", "")
+# PROXY protocol from trusted balancers (off, v1, v2, any); checked by ftps_gateway.E004.
+PROXY_PROTOCOL = env_str("MFT_PROXY_PROTOCOL", "off").strip().lower()
+PROXY_TRUSTED = env_list("MFT_PROXY_TRUSTED", [])
 TLS_CERT_FILE = Path(env_str("MFT_TLS_CERT", str(DATA_DIR / "tls" / "server.crt")))
 TLS_KEY_FILE = Path(env_str("MFT_TLS_KEY", str(DATA_DIR / "tls" / "server.key")))
 TLS_MIN_VERSION = env_str("MFT_TLS_MIN_VERSION", "TLSv1.2")
 TLS_CIPHERS = env_str("MFT_TLS_CIPHERS", "") or None
 WEB_WORKERS = env_int("MFT_WEB_WORKERS", 2, minimum=1)
 WORKER_CONCURRENCY = env_int("MFT_WORKER_CONCURRENCY", 2, minimum=1)
+# Work that waits on partners' servers (pushes, pulls, webhooks, mail) has its own queue and
+# its own worker (threads: it waits on sockets, not the CPU), so a slow or dead partner
+# never holds the slots the file pipeline needs. Each endpoint's own limit still applies.
+OUTBOUND_QUEUE = "outbound"
+CELERY_TASK_DEFAULT_QUEUE = "celery"
+CELERY_TASK_ROUTES = {name: {"queue": OUTBOUND_QUEUE} for name in (
+    "deliveries.run_delivery", "deliveries.run_pull", "notifications.send")}
+OUTBOUND_CONCURRENCY = env_int("MFT_OUTBOUND_CONCURRENCY", 8, minimum=1)
 GATEWAY_WORKERS = env_int("MFT_GATEWAY_WORKERS", 2, minimum=1)
 GATEWAY_BLOCKING_THREADS = env_int("MFT_GATEWAY_BLOCKING_THREADS", 4, minimum=1)
 GATEWAY_MAX_CONNECTIONS = env_int("MFT_GATEWAY_MAX_CONNECTIONS", 512, minimum=1)
@@ -274,6 +337,9 @@ GATEWAY_ACTIVE_MODE = env_bool("MFT_ACTIVE_MODE", False)
 BAN_FAILURES = env_int("MFT_BAN_FAILURES", 5, minimum=1)
 BAN_WINDOW_SECONDS = env_int("MFT_BAN_WINDOW_SECONDS", 600, minimum=1)
 BAN_SECONDS = env_int("MFT_BAN_SECONDS", 1800, minimum=1)
+FTPS_OTP_GRACE_SECONDS = env_int("MFT_FTPS_OTP_GRACE_SECONDS", 60, minimum=0)
+LOGIN_CACHE_SECONDS = env_int("MFT_LOGIN_CACHE_SECONDS", 60, minimum=0)  # 0: no cache
+LOGIN_HASH_CONCURRENCY = env_int("MFT_LOGIN_HASH_CONCURRENCY", 2, minimum=1)
 
 AUDIT_JSONL_PATH = env_str("MFT_AUDIT_JSONL_PATH", "")
 AUDIT_SYSLOG_URL = env_str("MFT_AUDIT_SYSLOG", "")
@@ -309,6 +375,29 @@ CELERY_BEAT_SCHEDULE["notifications-sweeper"] = {
 CELERY_BEAT_SCHEDULE["notifications-digest"] = {
     "task": "notifications.send_digests", "schedule": crontab(minute=0, hour=NOTIFY_DIGEST_HOUR)}
 
+# --- Alerts (expiry, posture), expected files and retention -----------------------------------
+try:
+    EXPIRY_ALERT_DAYS = sorted({int(d) for d in env_list("MFT_EXPIRY_ALERT_DAYS",
+                                                         ["30", "14", "7", "1"])}, reverse=True)
+except ValueError:
+    raise ImproperlyConfigured("MFT_EXPIRY_ALERT_DAYS must be whole days, e.g. 30,14,7,1") from None
+if not EXPIRY_ALERT_DAYS or min(EXPIRY_ALERT_DAYS) < 1:
+    raise ImproperlyConfigured("MFT_EXPIRY_ALERT_DAYS needs at least one day count of 1 or more")
+ALERTS_CHECK_SECONDS = env_int("MFT_ALERTS_CHECK_SECONDS", 3600, minimum=60)
+EXPECTED_CHECK_SECONDS = env_int("MFT_EXPECTED_CHECK_SECONDS", 60, minimum=5)
+RETENTION_HOUR = env_int("MFT_RETENTION_HOUR", 3, minimum=0)
+if RETENTION_HOUR > 23:
+    raise ImproperlyConfigured(f"MFT_RETENTION_HOUR={RETENTION_HOUR} is not an hour (0-23)")
+ARCHIVE_DIR = DATA_DIR / "archive"
+CELERY_BEAT_SCHEDULE["alerts-expiry"] = {
+    "task": "alerts.check_expiry", "schedule": float(ALERTS_CHECK_SECONDS)}
+CELERY_BEAT_SCHEDULE["alerts-posture"] = {
+    "task": "alerts.check_posture", "schedule": float(ALERTS_CHECK_SECONDS)}
+CELERY_BEAT_SCHEDULE["expected-files"] = {
+    "task": "expected.check_deadlines", "schedule": float(EXPECTED_CHECK_SECONDS)}
+CELERY_BEAT_SCHEDULE["retention"] = {
+    "task": "retention.apply", "schedule": crontab(minute=15, hour=RETENTION_HOUR)}
+
 METRICS_DIR = Path(env_str("PROMETHEUS_MULTIPROC_DIR", str(DATA_DIR / "metrics")))
 try:
     METRICS_ALLOW = [ipaddress.ip_network(item, strict=False)
@@ -319,11 +408,8 @@ except ValueError as exc:
 ADMIN_USER = env_str("MFT_ADMIN_USER", "admin")
 ADMIN_PASSWORD = env_secret("MFT_ADMIN_PASSWORD")
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env_str("MFT_LOG_LEVEL", "INFO").upper()},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
-}
+# Plain lines stay the default so `make run` is readable; production sets json (mft/logs.py).
+LOG_FORMAT = env_str("MFT_LOG_FORMAT", "plain").strip().lower()
+if LOG_FORMAT not in log_formats.FORMATS:
+    raise ImproperlyConfigured(f"MFT_LOG_FORMAT={LOG_FORMAT!r} is not one of plain, json")
+LOGGING = log_formats.config(LOG_FORMAT, env_str("MFT_LOG_LEVEL", "INFO"))

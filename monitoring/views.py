@@ -60,8 +60,11 @@ class MetricsView(APIView):
     content_negotiation_class = FirstRenderer
 
     @extend_schema(summary="Prometheus metrics (text exposition format)", tags=["monitoring"],
-                   responses={200: OpenApiResponse(OpenApiTypes.STR,
-                                                   description="Prometheus text format")})
+                   responses={
+                       (200, "text/plain"): OpenApiResponse(
+                           OpenApiTypes.STR, description="Prometheus text format"),
+                       (200, "application/openmetrics-text"): OpenApiResponse(
+                           OpenApiTypes.STR, description="OpenMetrics, when asked for")})
     def get(self, request: Request) -> HttpResponse:
         """Return the metrics in the format the scraper asked for."""
         body, content_type = exposition(request.META.get("HTTP_ACCEPT", ""))

@@ -12,10 +12,16 @@ filter on them (`file.*`).
 | `file.rejected` | a file was rejected by policy | the uploader's |
 | `delivery.succeeded` | a partner delivery was sent (or fetched) and verified | the endpoint's |
 | `delivery.failed` | a partner delivery was given up on (an admin alert) | the endpoint's |
+| `certificate.expiring` | a certificate or PGP key crossed an expiry threshold, once | owner's |
+| `ban.created` | an address was banned after repeated failed logins | none |
+| `posture.finding` | a new, unaccepted compliance posture finding appeared | none |
+| `expected_file.missing` | an expected file had not arrived by its deadline | the partner's |
+| `expected_file.late` | a missing expected file arrived after its deadline | the partner's |
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from notifications import services
@@ -28,8 +34,14 @@ FILE_HELD = "file.held"
 FILE_REJECTED = "file.rejected"
 DELIVERY_SUCCEEDED = "delivery.succeeded"
 DELIVERY_FAILED = "delivery.failed"
+CERTIFICATE_EXPIRING = "certificate.expiring"
+BAN_CREATED = "ban.created"
+POSTURE_FINDING = "posture.finding"
+EXPECTED_FILE_MISSING = "expected_file.missing"
+EXPECTED_FILE_LATE = "expected_file.late"
 CATALOG = (FILE_READY, FILE_QUARANTINED, FILE_HELD, FILE_REJECTED, DELIVERY_SUCCEEDED,
-           DELIVERY_FAILED)
+           DELIVERY_FAILED, CERTIFICATE_EXPIRING, BAN_CREATED, POSTURE_FINDING,
+           EXPECTED_FILE_MISSING, EXPECTED_FILE_LATE)
 
 
 def _file_data(stored: Any) -> dict[str, Any]:
@@ -111,3 +123,71 @@ def delivery_failed(delivery: Any, *, reason: str) -> OutboundEvent:
              f"after {delivery.attempts} attempt(s): {reason}",
         data={**_delivery_data(delivery), "reason": reason},
         partner=delivery.endpoint.partner)
+
+
+def certificate_expiring(*, kind: str, label: str, fingerprint: str, expires_at: datetime,
+                         threshold_days: int, partner: Any = None) -> OutboundEvent:
+    """Alert that a certificate or key crossed an expiry threshold (0: it has expired)."""
+    when = "has expired" if threshold_days == 0 else f"expires within {threshold_days} days"
+    return services.notify(
+        CERTIFICATE_EXPIRING, subject=f"{kind} {when}: {label}"[:300],
+        body=f"The {kind} {label} ({fingerprint}) {when}, on {expires_at:%Y-%m-%d %H:%M} UTC. "
+             "Renew or replace it before then.",
+        data={"credential": {"kind": kind, "label": label, "fingerprint": fingerprint,
+                             "expires_at": expires_at.isoformat(),
+                             "threshold_days": threshold_days}},
+        partner=partner)
+
+
+def ban_created(ban: Any) -> OutboundEvent:
+    """Alert that an address was banned after repeated failed logins."""
+    return services.notify(
+        BAN_CREATED, subject=f"Address banned: {ban.address}",
+        body=f"{ban.address} is banned until {ban.expires_at:%Y-%m-%d %H:%M} UTC: {ban.reason}.",
+        data={"ban": {"id": ban.pk, "address": ban.address, "reason": ban.reason,
+                      "expires_at": ban.expires_at.isoformat()}})
+
+
+def posture_finding(finding: Any) -> OutboundEvent:
+    """Alert that a new, unaccepted compliance posture finding appeared."""
+    return services.notify(
+        POSTURE_FINDING, subject=f"Posture finding ({finding.severity}): {finding.title}",
+        body=f"{finding.title}: {finding.detail}. Controls: {', '.join(finding.controls)}. "
+             "Fix it, or accept it with a written justification.",
+        data={"finding": {"id": finding.id, "severity": finding.severity,
+                          "title": finding.title, "detail": finding.detail,
+                          "controls": list(finding.controls)}})
+
+
+def _deadline_data(deadline: Any) -> dict[str, Any]:
+    """Describe an expected-file deadline for subscribers."""
+    expected = deadline.expected
+    return {"expected_file": {
+        "id": expected.pk, "name": expected.name, "partner": expected.partner.name,
+        "user": expected.user.username if expected.user_id else None,
+        "folder": expected.folder, "filename_pattern": expected.filename_pattern,
+        "deadline_id": deadline.pk, "due_at": deadline.due_at.isoformat(),
+        "status": deadline.status, "file_id": deadline.stored_file_id,
+        "arrived_at": deadline.arrived_at.isoformat() if deadline.arrived_at else None}}
+
+
+def expected_file_missing(deadline: Any) -> OutboundEvent:
+    """Alert that an expected file had not arrived by its deadline."""
+    expected = deadline.expected
+    return services.notify(
+        EXPECTED_FILE_MISSING,
+        subject=f"Expected file missing: {expected.name} ({expected.partner.name})",
+        body=f"No file matching {expected.folder.rstrip('/')}/{expected.filename_pattern} "
+             f"from {expected.partner.name} arrived by {deadline.due_at:%Y-%m-%d %H:%M} UTC.",
+        data=_deadline_data(deadline), partner=expected.partner)
+
+
+def expected_file_late(deadline: Any) -> OutboundEvent:
+    """Announce that a missing expected file arrived after its deadline (closing the alert)."""
+    expected = deadline.expected
+    return services.notify(
+        EXPECTED_FILE_LATE,
+        subject=f"Expected file arrived late: {expected.name} ({expected.partner.name})",
+        body=f"{deadline.file_path} arrived at {deadline.arrived_at:%Y-%m-%d %H:%M} UTC, "
+             f"after its deadline {deadline.due_at:%Y-%m-%d %H:%M} UTC.",
+        data=_deadline_data(deadline), partner=expected.partner)

@@ -168,9 +168,10 @@ def start_worker(transactional_db: None, tmp_path_factory: pytest.TempPathFactor
 
     started: list[LiveWorker] = []
 
-    def start(**env: str) -> LiveWorker:
+    def start(queues: str = "celery,outbound", pool: str = "solo", concurrency: int = 1,
+              **env: str) -> LiveWorker:
         log = tmp_path_factory.mktemp("worker") / "worker.log"
-        worker = LiveWorker(log, env)
+        worker = LiveWorker(log, env, queues=queues, pool=pool, concurrency=concurrency)
         started.append(worker)
         worker.wait_ready()
         return worker

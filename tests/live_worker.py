@@ -30,7 +30,9 @@ def current_database_url() -> str:
 class LiveWorker:
     """A `celery worker` child process; stop() or kill() it."""
 
-    def __init__(self, log_path: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, log_path: Path, env: dict[str, str] | None = None,
+                 queues: str = "celery,outbound", pool: str = "solo",
+                 concurrency: int = 1) -> None:
         self.log_path = log_path
         child_env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings",
                      "DATABASE_URL": current_database_url(),
@@ -38,7 +40,8 @@ class LiveWorker:
                      "MFT_DATA_DIR": str(settings.DATA_DIR), **(env or {})}
         self._log = open(log_path, "ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "mft", "worker", "--pool", "solo",
+            [sys.executable, "-m", "celery", "-A", "mft", "worker", "--pool", pool,
+             "--concurrency", str(concurrency), "--queues", queues,
              "--without-gossip", "--without-mingle", "--without-heartbeat",
              "--loglevel", "INFO", "--hostname", f"test-{os.getpid()}-{time.monotonic_ns()}@%h"],
             cwd=ROOT, env=child_env, stdout=self._log, stderr=subprocess.STDOUT)

@@ -67,3 +67,16 @@ def test_a_finding_is_accepted_with_a_justification_and_audited(cast, settings):
 
 def test_staff_without_totp_is_a_finding(cast):
     assert "mfa.staff-without-totp" in _ids()
+
+
+def test_staff_whose_identity_provider_asserted_mfa_is_not_a_finding(cast):
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    from sso.models import IdentityProviderDevice
+
+    assert "mfa.staff-without-totp" in _ids()
+    IdentityProviderDevice.objects.create(user=cast.admin.user, name="provider")
+    assert "mfa.staff-without-totp" not in _ids()
+    IdentityProviderDevice.objects.all().delete()
+    TOTPDevice.objects.create(user=cast.admin.user, name="phone", confirmed=True)
+    assert "mfa.staff-without-totp" not in _ids()

@@ -143,3 +143,49 @@ class DlpRule(models.Model):
 
     def __str__(self) -> str:
         return f"{self.partner_id}:{self.name} ({self.kind}, {self.action})"
+
+
+class GatewaySession(models.Model):
+    """A logged-in FTPS session, as its gateway process last published it (transfers.sessions).
+
+    Live only while the gateway process's heartbeat (mft.ProcessHeartbeat, by `gateway`
+    name) is; the process deletes the row when the session ends.
+    """
+
+    class Direction(models.TextChoices):
+        UPLOAD = "upload"
+        DOWNLOAD = "download"
+
+    session_id = models.CharField(max_length=32, unique=True)
+    gateway = models.CharField(max_length=200, db_index=True,
+                               help_text="the gateway process's heartbeat name")
+    host = models.CharField(max_length=200)
+    pid = models.IntegerField()
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.CASCADE,
+                             related_name="gateway_sessions")
+    username = models.CharField(max_length=150)
+    partner = models.ForeignKey("accounts.Partner", null=True, blank=True,
+                                on_delete=models.SET_NULL, related_name="gateway_sessions")
+    remote_address = models.GenericIPAddressField(null=True, blank=True)
+    remote_port = models.IntegerField(null=True, blank=True)
+    implicit = models.BooleanField(default=False)
+    tls_version = models.CharField(max_length=20, blank=True)
+    tls_cipher = models.CharField(max_length=100, blank=True)
+    started_at = models.DateTimeField()
+    last_command_at = models.DateTimeField(null=True, blank=True)
+    transfer_direction = models.CharField(max_length=8, choices=Direction.choices, blank=True)
+    transfer_path = models.CharField(max_length=1024, blank=True)
+    transfer_bytes = models.BigIntegerField(default=0)
+    transfer_size = models.BigIntegerField(null=True, blank=True)
+    transfer_started_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(default=timezone.now)
+    # Set by an admin or operator; the session's gateway process acts on it at its next tick.
+    disconnect_requested_at = models.DateTimeField(null=True, blank=True)
+    disconnect_requested_by = models.CharField(max_length=150, blank=True)
+    disconnect_reason = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        ordering = ["started_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.username}@{self.remote_address} ({self.session_id})"

@@ -22,6 +22,8 @@ _STATE_TONES = {
     "success": "good", "failure": "bad", "info": "muted",
     "ok": "good", "warning": "warn", "degraded": "warn", "down": "bad",
     "not_configured": "warn", "disabled": "warn",
+    "delivered": "good", "pending": "busy", "running": "busy", "waiting": "warn",
+    "retry": "warn", "failed": "bad", "abandoned": "warn", "cancelled": "muted",
 }
 
 

@@ -27,7 +27,7 @@ from accounts.models import User
 from dashboard import qr
 from dashboard.access import client_ip, is_dashboard_user, origin_of
 from dashboard.forms import CodeForm, EnrolForm, LoginForm
-from mft.errors import LoginRefused, PortsideError
+from mft.errors import LoginRefused, PortsideError, TemporarilyUnavailable
 
 PENDING = "dashboard.pending_login"
 PENDING_SECONDS = 300
@@ -79,17 +79,29 @@ def login(request: HttpRequest) -> HttpResponse:
             user = services.login(attempt)
         except LoginRefused as refusal:
             form.add_error(None, str(refusal))
+        except TemporarilyUnavailable as outage:
+            form.add_error(None, str(outage))
+            return render(request, "dashboard/login.html",
+                          {"form": form, "next": wanted or ""}, status=503)
         else:
-            return _after_password(request, user, wanted)
+            return after_first_factor(request, user, wanted)
     return render(request, "dashboard/login.html", {"form": form, "next": wanted or ""})
 
 
-def _after_password(request: HttpRequest, user: User, wanted: str | None) -> HttpResponse:
-    """Start the second-factor step, or sign in a role that has none."""
+def after_first_factor(request: HttpRequest, user: User, wanted: str | None, *,
+                       verified_by: Device | None = None) -> HttpResponse:
+    """Start the second-factor step, or sign in a role that has none.
+
+    Called after the password, or after single sign-on (sso) with `verified_by` when the
+    identity provider asserted a second factor itself.
+    """
     if not is_dashboard_user(user):
         return render(request, "dashboard/no_access.html", status=403)
     request.session.cycle_key()
     request.session[PENDING] = {"user": user.pk, "at": time.time(), "next": wanted}
+    if verified_by is not None:
+        _finish(request, user, verified_by)
+        return HttpResponseRedirect(_next_page(request))
     if mfa.enrolled(user):
         return redirect("dashboard:login-verify")
     if mfa.required(user):

@@ -7,7 +7,8 @@ from django.shortcuts import render
 
 from accounts import expiring
 from dashboard import charts
-from dashboard.access import requires
+from dashboard.access import can, requires
+from dashboard.views.sessions import panel_context
 from mft import health
 from transfers import stats
 from transfers.models import FileState, StoredFile
@@ -30,6 +31,8 @@ def overview(request: HttpRequest) -> HttpResponse:
         "awaiting": StoredFile.objects.filter(state__in=_REVIEW_STATES)
         .select_related("partner").order_by("state_changed_at")[:5],
     }
+    if can(request.user, "view_sessions"):
+        context.update(panel_context())
     return render(request, "dashboard/overview.html", context)
 
 

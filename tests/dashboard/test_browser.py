@@ -39,7 +39,10 @@ pytestmark = pytest.mark.django_db(transaction=True)
 FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
          "--disable-dev-shm-usage", "--window-size=1280,900")
-MAIN_MENU = ["Overview", "Files", "Partners", "Audit log", "Bans"]
+MAIN_MENU = ["Overview", "Files", "Deliveries", "Partners", "Users", "Certificates", "Endpoints",
+             "API tokens", "Audit log", "Bans", "Settings", "Sessions"]
+SCREENSHOTS = ("", "files/", "deliveries/", "partners/", "users/", "credentials/", "endpoints/",
+               "tokens/", "audit/", "bans/", "settings/")
 
 
 @pytest.fixture(scope="module")
@@ -162,11 +165,11 @@ def test_main_menu_is_usable_with_the_keyboard(page, cast):
     outline = page.execute_script("return getComputedStyle(document.activeElement).outlineStyle")
     assert outline != "none", "the focused link shows no focus ring"
     assert [_press(page, Keys.TAB, shift=True) for _ in range(3)] == \
-        ["Audit log", "Partners", "Files"]
+        ["Settings", "Bans", "Audit log"]
     _press(page, Keys.ENTER)
-    _wait(page, ec.url_contains("/files/"))
+    _wait(page, ec.url_contains("/audit/"))
     current = page.find_element(By.CSS_SELECTOR, "#main-menu a[aria-current=page]")
-    assert current.text == "Files"
+    assert current.text == "Audit log"
 
 
 def test_audit_log_filters_and_verifies_the_chain_in_place(page, cast):
@@ -195,8 +198,9 @@ def test_dark_mode_renders_dark_and_screenshots_are_kept(page, cast, tmp_path: P
     page.save_screenshot(str(tmp_path / "overview-light.png"))
     page.execute_cdp_cmd("Emulation.setEmulatedMedia", {
         "features": [{"name": "prefers-color-scheme", "value": "dark"}]})
-    for name in ("", "files/", "partners/", "audit/", "bans/"):
+    for name in SCREENSHOTS:
         _go(page, f"/{name}")
+        assert page.find_element(By.TAG_NAME, "h1").text, f"/{name} rendered no heading"
         page.save_screenshot(str(tmp_path / f"{name.strip('/') or 'overview'}-dark.png"))
     _go(page, "/")
     dark = page.execute_script("return getComputedStyle(document.body).backgroundColor")

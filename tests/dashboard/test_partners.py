@@ -37,7 +37,9 @@ def test_detail_shows_users_certificates_and_recent_files(admin_client, cast, tm
     certs.register(cast.partner.user, certs.make(tmp_path, "acme-client"))
     store(cast.partner.user, "/invoice.csv")
     page = admin_client.get(f"/partners/{cast.partner.user.partner_id}/").content.decode()
-    assert "<td>alice</td>" in page and "acme-client" in page and "/invoice.csv" in page
+    alice = cast.partner.user.pk
+    assert f'<a href="/users/{alice}/">alice</a>' in page and "acme-client" in page
+    assert "/invoice.csv" in page
 
 
 def test_detail_shows_recent_activity_of_the_partners_users(admin_client, cast):

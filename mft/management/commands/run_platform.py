@@ -28,8 +28,14 @@ def children() -> list[Child]:
     result.append(Child("gateway", [python, manage, "run_gateway"]))
     result.append(Child("worker", [
         python, "-m", "celery", "-A", "mft", "worker", "--loglevel", "INFO",
+        "--queues", settings.CELERY_TASK_DEFAULT_QUEUE,
         "--concurrency", str(settings.WORKER_CONCURRENCY), "--without-gossip",
         "--without-mingle", "--hostname", f"worker-{settings.WEB_PORT}@%h"]))
+    result.append(Child("outbound", [
+        python, "-m", "celery", "-A", "mft", "worker", "--loglevel", "INFO",
+        "--queues", settings.OUTBOUND_QUEUE, "--pool", "threads",
+        "--concurrency", str(settings.OUTBOUND_CONCURRENCY), "--without-gossip",
+        "--without-mingle", "--hostname", f"outbound-{settings.WEB_PORT}@%h"]))
     result.append(Child("beat", [
         python, "-m", "celery", "-A", "mft", "beat", "--loglevel", "INFO",
         "--pidfile", "", "--schedule", str(settings.DATA_DIR / "celerybeat-schedule")]))

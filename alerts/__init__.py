@@ -1,0 +1,1 @@
+"""Announce expiring certificates and keys and new posture findings, once each."""

@@ -1,0 +1,1 @@
+"""Per-partner retention of stored files and delivery records."""

@@ -1,0 +1,8 @@
+"""App config for retention."""
+
+from django.apps import AppConfig
+
+
+class RetentionConfig(AppConfig):
+    name = "retention"
+    verbose_name = "Retention"

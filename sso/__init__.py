@@ -1,0 +1,1 @@
+"""Single sign-on to the dashboard with OpenID Connect (mozilla-django-oidc)."""
