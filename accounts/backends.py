@@ -7,7 +7,7 @@ from typing import Any
 from django.contrib.auth.backends import ModelBackend
 from django.http import HttpRequest
 
-from accounts import login_cache
+from accounts import directory_refresh, login_cache
 from accounts.models import User
 
 
@@ -41,4 +41,7 @@ class PortsideBackend(ModelBackend):
     def get_user(self, user_id: int) -> User | None:
         """Return a signed-in session's user while active, directory users included."""
         user = User._default_manager.filter(pk=user_id).first()
+        if user is not None:
+            # A session outlives a directory outage; a token does not (accounts.tokens).
+            user = directory_refresh.current(user, keep_on_outage=True)
         return user if user is not None and user.is_active else None

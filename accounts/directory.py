@@ -20,7 +20,7 @@ from django.conf import settings
 from django.dispatch import receiver
 from django_auth_ldap.backend import LDAPBackend, ldap_error, populate_user
 
-from accounts import users
+from accounts import directory_refresh, users
 from accounts.models import Partner, User
 from audit import events
 from audit.events import Origin
@@ -67,7 +67,25 @@ class DirectoryBackend(LDAPBackend):
         user: User | None = super().authenticate_ldap_user(ldap_user, password)
         if user is not None:
             _audit_sync(user)
+            directory_refresh.mark_read(user.pk)
         return user
+
+
+def reread(user: User) -> User:
+    """Read a directory user's entry again (service account) and apply it to their row; a
+    user whose entry is gone from the directory is disabled."""
+    fresh: User | None = DirectoryBackend().populate_user(user.username)
+    if fresh is not None:
+        _audit_sync(fresh)
+        return fresh
+    if user.is_active:
+        before = users.snapshot(user)
+        User.objects.filter(pk=user.pk).update(is_active=False)
+        user.is_active = False
+        log.warning("directory user %s is gone from the directory; disabled", user.username)
+        events.admin_change(origin=DIRECTORY, action="user.update", obj=user, before=before,
+                            after=users.snapshot(user))
+    return user
 
 
 def _is_local(username: str) -> bool:

@@ -1,20 +1,23 @@
-"""Password policy: validators, history (no reuse of the last N), expiry per role."""
+"""Password policy: validators, history (no reuse of the last N), expiry per role with a
+warning ahead of it."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.hashers import check_password
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
+from django.core.mail import send_mail
 from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import PasswordHistory, User
 from audit import events
 from audit.events import Origin
+from audit.models import AuditEvent
 from mft.errors import InvalidInput
 
 
@@ -58,11 +61,39 @@ def is_expired(user: User) -> bool:
     return when is not None and when <= timezone.now()
 
 
-def expiring_within(days: int) -> list[User]:
+def expiring_within(days: int, *, now: datetime | None = None) -> list[User]:
     """Return active users whose password expires within the given number of days."""
-    horizon = timezone.now() + timedelta(days=days)
-    return [u for u in User.objects.filter(is_active=True)
-            if (when := expires_at(u)) is not None and timezone.now() < when <= horizon]
+    now = now or timezone.now()
+    horizon = now + timedelta(days=days)
+    return [u for u in User.objects.filter(is_active=True).select_related("partner")
+            if (when := expires_at(u)) is not None and now < when <= horizon]
+
+
+def warn_expiring(*, now: datetime | None = None) -> list[User]:
+    """Email each account whose password expires within the warning window, once per
+    expiry date, to its own address or else its partner's contact; return those warned."""
+    now = now or timezone.now()
+    warned = []
+    for user in expiring_within(settings.PASSWORD_EXPIRY_WARNING_DAYS, now=now):
+        when = expires_at(user)
+        recipient = user.email or (user.partner.contact_email if user.partner else "")
+        if when is None or not recipient or _already_warned(user, when):
+            continue
+        send_mail(f"Your Portside password expires on {when:%Y-%m-%d}",
+                  f"The password of the Portside account {user.username} expires on "
+                  f"{when:%Y-%m-%d %H:%M} UTC. Sign in and change it before then.",
+                  None, [recipient])
+        events.admin_change(origin=events.SYSTEM, action="password.expiry_warning", obj=user,
+                            after={"expires_at": when.isoformat(), "sent_to": recipient})
+        warned.append(user)
+    return warned
+
+
+def _already_warned(user: User, when: datetime) -> bool:
+    """Return True when the user was warned about this very expiry (the audit log recalls)."""
+    return AuditEvent.objects.filter(action="password.expiry_warning", object_type="user",
+                                     object_id=str(user.pk),
+                                     details__after__expires_at=when.isoformat()).exists()
 
 
 def change_password(user: User, new_password: str, *, origin: Origin,

@@ -20,7 +20,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from accounts import bans, certificates, otp_login
+from accounts import bans, certificates, otp_login, passwords
 from accounts.models import ClientCertificate, Partner, User
 from audit import events
 from audit.events import Origin
@@ -131,8 +131,9 @@ def _snapshot(user: User) -> dict[str, Any]:
     }
 
 
-def create_admin(username: str, password: str, *, origin: Origin = events.SYSTEM) -> User:
-    """Create the first administrator."""
+def create_admin(username: str, password: str, *, origin: Origin = events.SYSTEM,
+                 must_change: bool = False) -> User:
+    """Create the first administrator (`must_change` for a generated password)."""
     _validated_username(username)
     with transaction.atomic():
         if User.objects.filter(username=username).exists():
@@ -140,6 +141,7 @@ def create_admin(username: str, password: str, *, origin: Origin = events.SYSTEM
         user = User(username=username, role=User.Role.ADMIN, is_staff=True, is_superuser=True)
         user.allowed_protocols = ["web", "https"]
         _set_password(user, password)
+        user.must_change_password = must_change
         user.save()
         events.admin_change(origin=origin, action="user.create", obj=user,
                             after=_snapshot(user))
@@ -158,10 +160,21 @@ class LoginAttempt:
     protocol: str
     source_ip: str | None
     certificate_der: bytes | None = None
+    encrypted: bool = True  # False: FTP with no TLS, for users explicitly allowed it
 
 
-def login(attempt: LoginAttempt, *, origin: Origin | None = None) -> User:
-    """Authenticate and apply the login policy; raise LoginRefused with the audit reason."""
+def allows_plain_login(username: str) -> bool:
+    """Return True when the user may log in over FTP with no TLS (a legacy partner)."""
+    return User.objects.filter(username=username, allow_plain_ftp=True).exists()
+
+
+def login(attempt: LoginAttempt, *, origin: Origin | None = None,
+          more_steps: bool = False) -> User:
+    """Authenticate and apply the login policy; raise LoginRefused with the audit reason.
+
+    With `more_steps` (the dashboard, whose session starts after a second factor) success
+    is audited as `login.password`, and `complete_login` records the `login` itself.
+    """
     origin = origin or Origin(source_ip=attempt.source_ip, protocol=attempt.protocol)
     try:
         user, method = _check(attempt)
@@ -174,6 +187,14 @@ def login(attempt: LoginAttempt, *, origin: Origin | None = None) -> User:
         # The directory is down: audited, but not the client's fault, so never a ban.
         events.login_failed(origin=origin, username=attempt.username, reason=outage.reason)
         raise
+    if more_steps:
+        events.login_first_factor_passed(origin=origin, user=user, method=method)
+        return user
+    return complete_login(user, origin=origin, method=method)
+
+
+def complete_login(user: User, *, origin: Origin, method: str) -> User:
+    """Record a login whose every step passed: the audit event and the last-login time."""
     events.login_succeeded(origin=origin, user=user, method=method)
     user.last_login = timezone.now()
     user.save(update_fields=["last_login"])
@@ -187,6 +208,13 @@ def _check(attempt: LoginAttempt) -> tuple[User, str]:
         raise LoginRefused("address banned")
     user, method = _verify_credentials(attempt)
     check_policy(user, protocol=attempt.protocol, source_ip=attempt.source_ip)
+    if not attempt.encrypted and not user.allow_plain_ftp:
+        raise LoginRefused("plain FTP not allowed")
+    # The dashboard lets an expired password through only to its change page; FTPS and the
+    # API have no such page, so there the expired password is refused.
+    if (attempt.protocol != "web" and "password" in method
+            and passwords.is_expired(user)):
+        raise LoginRefused("password expired")
     return user, method
 
 

@@ -11,7 +11,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from accounts import networks, services
+from accounts import directory_refresh, networks, services
 from accounts.models import ApiToken, User
 from audit import events
 from audit.events import Origin
@@ -85,8 +85,13 @@ def authenticate_token(secret: str, *, source_ip: str | None) -> ApiToken:
         raise LoginRefused("API token expired")
     if token.allowed_ips and not services.address_allowed(source_ip, token.allowed_ips):
         raise LoginRefused(f"address {source_ip} not in the token's allow-list")
+    # A directory user disabled there since their last login is refused within
+    # MFT_LDAP_RECHECK_SECONDS; a directory that cannot be asked is a temporary failure.
+    token.user = directory_refresh.current(token.user)
     if not token.user.is_active:
-        raise LoginRefused("account disabled")
+        directory = token.user.source == User.Source.DIRECTORY
+        raise LoginRefused("account disabled in the directory" if directory
+                           else "account disabled")
     services.check_policy(token.user, protocol="https", source_ip=source_ip)
     ApiToken.objects.filter(pk=token.pk).update(last_used_at=timezone.now())
     return token

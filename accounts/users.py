@@ -22,6 +22,7 @@ from accounts.models import PERMISSION_WORDS, PROTOCOLS, Partner, User
 from audit import events
 from audit.events import Origin
 from mft.errors import Conflict, InvalidInput
+from sso.models import SsoIdentity
 
 # Admins are made by bootstrap and `create_admin` only: an API token, however privileged,
 # cannot mint a superuser.
@@ -153,6 +154,8 @@ def create_user(
     secret = services.generate_password() if generate_password else password
     if secret is not None:
         _set_password(user, secret)
+        # Whoever generated it saw it: a person signing in to the dashboard picks their own.
+        user.must_change_password = generate_password and user.is_dashboard_role
     else:
         user.set_unusable_password()
     with transaction.atomic():
@@ -202,8 +205,22 @@ def set_active(user: User, active: bool, *, origin: Origin) -> User:
     return _change(user, "user.enable" if active else "user.disable", origin, work)
 
 
+def password_kept_elsewhere(user: User) -> str | None:
+    """Return who checks the user's password when it is not Portside (directory or SSO)."""
+    if user.source == User.Source.DIRECTORY:
+        return "the directory"
+    if SsoIdentity.objects.filter(user_id=user.pk).exists():
+        return "the single sign-on provider"
+    return None
+
+
 def reset_password(user: User, *, origin: Origin) -> tuple[User, str]:
     """Give a user a new generated password (history kept, audited); return it, shown once."""
+    keeper = password_kept_elsewhere(user)
+    if keeper is not None:
+        # A local password would be a second way in beside the directory or the provider.
+        raise Conflict(f"{user.username!r} signs in through {keeper}; reset the password "
+                       f"there, not in Portside")
     secret = services.generate_password()
     passwords.change_password(user, secret, origin=origin, generated=True)
     user.refresh_from_db()

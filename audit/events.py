@@ -58,6 +58,14 @@ def login_succeeded(*, origin: Origin, user: Any, method: str) -> AuditEvent:
                   details={"method": method})
 
 
+def login_first_factor_passed(*, origin: Origin, user: Any, method: str,
+                              step: str = "password") -> AuditEvent:
+    """Record a first factor accepted (`login.password`, `login.oidc`) when more must follow
+    before the session starts; `login` itself is written once it does."""
+    return _write(f"login.{step}", origin=origin.as_user(user), outcome=SUCCESS, obj=user,
+                  details={"method": method})
+
+
 def login_failed(*, origin: Origin, username: str, reason: str) -> AuditEvent:
     """Record a refused login with its reason (never the password)."""
     failed = Origin(username[:150], None, origin.source_ip, origin.protocol, origin.extra)

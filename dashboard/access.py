@@ -31,7 +31,7 @@ CAPABILITIES: dict[str, frozenset[str]] = {
         "view_audit", "verify_audit", "manage_bans", "view_users", "manage_users",
         "view_credentials", "manage_credentials", "view_deliveries", "manage_deliveries",
         "resend_deliveries", "view_tokens", "manage_tokens", "view_settings",
-        "view_sessions", "disconnect_sessions"}),
+        "view_sessions", "disconnect_sessions", "accept_findings"}),
     User.Role.OPERATOR: frozenset({
         "view_overview", "view_files", "review_files", "view_partners", "view_users",
         "view_credentials", "view_deliveries", "resend_deliveries", "view_settings",

@@ -108,8 +108,8 @@ class RouteForm(ConfigForm):
         model = Route
         fields = ["name", "endpoint", "source_partner", "source_user", "source_folder",
                   "include_subfolders", "filename_pattern", "remote_folder", "pgp_encrypt",
-                  "pgp_key", "trigger", "cron", "time_zone", "window_start", "window_end",
-                  "enabled"]
+                  "pgp_sign", "pgp_key", "trigger", "cron", "time_zone", "window_start",
+                  "window_end", "enabled"]
         widgets = {"window_start": forms.TimeInput(attrs={"type": "time"}),
                    "window_end": forms.TimeInput(attrs={"type": "time"})}
 
@@ -125,7 +125,7 @@ class PullForm(ConfigForm):
         model = Pull
         fields = ["name", "endpoint", "remote_folder", "filename_pattern", "local_user",
                   "local_folder", "after_download", "move_to_folder", "cron", "time_zone",
-                  "max_files_per_run", "enabled"]
+                  "max_files_per_run", "stable_seconds", "min_age_seconds", "enabled"]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

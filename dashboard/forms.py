@@ -10,6 +10,7 @@ from django import forms
 from accounts.models import Partner, User
 from accounts.onboarding import FirstUser, PartnerDetails
 from audit.models import AuditEvent
+from deliveries.models import PartnerEndpoint
 from transfers.models import FileState
 
 
@@ -100,6 +101,8 @@ class FileFilterForm(forms.Form):
 
 
 class AuditFilterForm(forms.Form):
+    partner = forms.ModelChoiceField(queryset=Partner.objects.order_by("name"), required=False,
+                                     empty_label="any partner")
     actor = forms.CharField(max_length=150, required=False,
                             widget=forms.TextInput(attrs={"placeholder": "username"}))
     action = forms.CharField(max_length=64, required=False,
@@ -166,6 +169,11 @@ class NewPartnerForm(forms.Form):
         required=False, label="PGP public key (armored, optional)",
         widget=forms.Textarea(attrs={"rows": 4, "spellcheck": "false",
                                      "placeholder": "-----BEGIN PGP PUBLIC KEY BLOCK-----"}))
+    routes = forms.ModelMultipleChoiceField(
+        queryset=PartnerEndpoint.objects.filter(enabled=True).select_related("partner")
+        .order_by("partner__name", "name"),
+        required=False, widget=forms.CheckboxSelectMultiple, label="Send uploads on to",
+        help_text="each endpoint ticked gets a route from the first user's uploads")
 
     def details(self) -> PartnerDetails:
         """Return the partner organisation's fields."""
@@ -183,3 +191,7 @@ class NewPartnerForm(forms.Form):
             quota_bytes=megabytes * 1024 * 1024 if megabytes is not None else None,
             quota_files=data.get("quota_files"), certificate_pem=data["certificate_pem"],
             pgp_key=data["pgp_key"])
+
+    def endpoints(self) -> list[PartnerEndpoint]:
+        """Return the endpoints the first user's uploads are routed to."""
+        return list(self.cleaned_data.get("routes") or [])

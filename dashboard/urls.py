@@ -14,6 +14,7 @@ from dashboard.views import (
     login,
     overview,
     partners,
+    posture,
     sessions,
     tokens,
     users,
@@ -80,4 +81,6 @@ urlpatterns = [
     path("tokens/new/", tokens.token_new, name="token-new"),
     path("tokens/<int:pk>/revoke/", tokens.token_revoke, name="token-revoke"),
     path("settings/", configuration.settings_page, name="settings"),
+    path("posture/", posture.posture_page, name="posture"),
+    path("posture/<str:finding>/accept/", posture.posture_accept, name="posture-accept"),
 ]

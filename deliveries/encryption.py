@@ -3,7 +3,9 @@
 The ciphertext never exists on disk and the stored original is only read: a thread feeds
 the decrypted-at-rest plaintext to gpg and writes gpg's output into a pipe; the upload reads
 the pipe and sends each block to the partner's server as it comes. The partner's keys go
-into a throwaway keyring (public keys only) that is removed afterwards.
+into a throwaway keyring (public keys only) that is removed afterwards — unless the route
+signs the copy: then gpg runs in the platform's own keyring, which holds the signing key
+and already keeps partners' public keys to check their signatures.
 """
 
 from __future__ import annotations
@@ -18,9 +20,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
+from django.conf import settings
+
 from deliveries.errors import PermanentProblem
 from transfers import pgp, storage
 from transfers.models import StoredFile
+from transfers.pgp_step import platform_keyring
 
 BLOCK = 256 * 1024
 
@@ -49,10 +54,11 @@ class _Encryptor(threading.Thread):
     """Write the file's ciphertext into the pipe's write end, then close it."""
 
     def __init__(self, stored: StoredFile, keyring: pgp.Keyring, recipients: list[str],
-                 write_fd: int) -> None:
+                 write_fd: int, signer: str | None = None) -> None:
         super().__init__(name=f"pgp-encrypt-{stored.pk}", daemon=True)
         self.path, self.size = Path(stored.storage_path), stored.size
         self.keyring, self.recipients, self.write_fd = keyring, recipients, write_fd
+        self.signer = signer
         self.error: BaseException | None = None
         self.stop = threading.Event()
 
@@ -62,8 +68,10 @@ class _Encryptor(threading.Thread):
         try:
             reader = storage.open_reader(self.path)
             plaintext = _ReaderFile(reader, self.stop)
-            self.keyring.encrypt_stream(io.BufferedReader(plaintext, BLOCK), sink,
-                                        self.recipients)
+            self.keyring.encrypt_stream(
+                io.BufferedReader(plaintext, BLOCK), sink, self.recipients,
+                sign_with=self.signer,
+                passphrase=settings.PGP_PASSPHRASE if self.signer else None)
             if plaintext.total != self.size and not self.stop.is_set():
                 # gpg got EOF early: its output is a valid message of part of the file.
                 raise pgp.PgpError(f"read {plaintext.total} of {self.size} bytes")
@@ -88,18 +96,46 @@ def _blocks(source: BinaryIO, encryptor: _Encryptor) -> Iterator[bytes]:
 
 
 @contextmanager
-def encrypted_blocks(stored: StoredFile, armored_keys: list[str]) -> Iterator[Iterator[bytes]]:
-    """Yield an iterator over the file's ciphertext for these public keys."""
+def encrypted_blocks(stored: StoredFile, armored_keys: list[str], *,
+                     sign: bool = False) -> Iterator[Iterator[bytes]]:
+    """Yield an iterator over the file's ciphertext for these public keys (signed if asked)."""
+    if sign:
+        keyring, signer = _signing_keyring()
+        with _encrypting(stored, keyring, armored_keys, signer) as blocks:
+            yield blocks
+        return
     home = Path(tempfile.mkdtemp(prefix="psgpg-"))  # short: gpg-agent's socket path is limited
-    keyring: pgp.Keyring | None = None
+    throwaway: pgp.Keyring | None = None
     try:
-        keyring = pgp.Keyring(home)
+        throwaway = pgp.Keyring(home)
+        with _encrypting(stored, throwaway, armored_keys, None) as blocks:
+            yield blocks
+    finally:
+        _discard(throwaway, home)
+
+
+def _signing_keyring() -> tuple[pgp.Keyring, str]:
+    """Return the platform's keyring and its signing key, or refuse: nothing can sign."""
+    if not settings.PGP_PASSPHRASE:
+        raise PermanentProblem("the route signs with the platform's key, but no platform key "
+                               "is configured (MFT_PGP_PASSPHRASE)")
+    keyring = platform_keyring()
+    try:
+        return keyring, keyring.signing_key()
+    except pgp.PgpError as exc:
+        raise PermanentProblem(f"the route signs with the platform's key: {exc}") from None
+
+
+@contextmanager
+def _encrypting(stored: StoredFile, keyring: pgp.Keyring, armored_keys: list[str],
+                signer: str | None) -> Iterator[Iterator[bytes]]:
+    """Run the encryptor thread in a keyring holding the partner's keys; yield its output."""
+    try:
         recipients = [keyring.import_public_key(key).fingerprint for key in armored_keys]
     except pgp.PgpError as exc:
-        _discard(keyring, home)
         raise PermanentProblem(f"the partner's PGP key cannot be used: {exc}") from None
     read_fd, write_fd = os.pipe()
-    encryptor = _Encryptor(stored, keyring, recipients, write_fd)
+    encryptor = _Encryptor(stored, keyring, recipients, write_fd, signer)
     source: BinaryIO = os.fdopen(read_fd, "rb", buffering=0)
     try:
         encryptor.start()
@@ -108,7 +144,6 @@ def encrypted_blocks(stored: StoredFile, armored_keys: list[str]) -> Iterator[It
         encryptor.stop.set()
         source.close()  # an encryptor still writing gets a broken pipe and stops
         encryptor.join(timeout=60)
-        _discard(keyring, home)
 
 
 def _discard(keyring: pgp.Keyring | None, home: Path) -> None:

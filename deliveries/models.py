@@ -19,6 +19,10 @@ from django.utils import timezone
 
 from deliveries import validation
 
+# Longest wait between a pull's two listings: the session idles meanwhile, and servers
+# (Portside's gateway included, after MFT_GATEWAY_IDLE_TIMEOUT) close idle sessions.
+MAX_STABLE_SECONDS = 120
+
 
 class PartnerEndpoint(models.Model):
     """A partner's FTPS server we send files to or fetch files from."""
@@ -135,6 +139,8 @@ class Route(models.Model):
     remote_folder = models.CharField(max_length=1024, blank=True,
                                      help_text="blank: the endpoint's folder")
     pgp_encrypt = models.BooleanField(default=False)
+    pgp_sign = models.BooleanField(
+        default=False, help_text="also sign the encrypted copy with the platform's key")
     pgp_key = models.ForeignKey("accounts.PgpKey", null=True, blank=True,
                                 on_delete=models.SET_NULL, related_name="+",
                                 help_text="blank: every key of the endpoint's partner")
@@ -214,6 +220,13 @@ class Pull(models.Model):
     cron = models.CharField(max_length=120)
     time_zone = models.CharField(max_length=64, default="UTC")
     max_files_per_run = models.PositiveIntegerField(default=100)
+    # A partner may still be writing a file we list: only files that look finished are taken.
+    stable_seconds = models.PositiveSmallIntegerField(
+        default=10, help_text="list the folder twice this many seconds apart and fetch only "
+        "files whose size and modification time did not change (0: one listing)")
+    min_age_seconds = models.PositiveIntegerField(
+        default=0, help_text="fetch only files last modified at least this long ago, by the "
+        "server's clock (0: no minimum)")
     periodic_task = models.OneToOneField("django_celery_beat.PeriodicTask", null=True,
                                          blank=True, on_delete=models.SET_NULL,
                                          related_name="+", editable=False)
@@ -228,6 +241,9 @@ class Pull(models.Model):
             models.CheckConstraint(condition=~Q(after_download="move") | ~Q(move_to_folder=""),
                                    name="pull_move_has_folder"),
             models.CheckConstraint(condition=~Q(cron=""), name="pull_has_cron"),
+            # The connection idles between the two listings; servers drop idle sessions.
+            models.CheckConstraint(condition=Q(stable_seconds__lte=MAX_STABLE_SECONDS),
+                                   name="pull_stable_seconds_bounded"),
         ]
 
     def __str__(self) -> str:
@@ -238,6 +254,8 @@ class Pull(models.Model):
         errors: dict[str, str] = {}
         if self.after_download == self.AfterDownload.MOVE and not self.move_to_folder:
             errors["move_to_folder"] = "moving remote files needs the folder to move them to"
+        if self.stable_seconds > MAX_STABLE_SECONDS:
+            errors["stable_seconds"] = f"at most {MAX_STABLE_SECONDS} seconds"
         for name, check in (("cron", validation.cron), ("time_zone", validation.timezone_name),
                             ("local_folder", validation.remote_folder),
                             ("filename_pattern", validation.pattern)):
@@ -283,6 +301,7 @@ class Delivery(models.Model):
     remote_key = models.CharField(max_length=1300, blank=True,
                                   help_text="pull: the remote file's name, size and time")
     pgp_encrypted = models.BooleanField(default=False)
+    pgp_signed = models.BooleanField(default=False)
     sent_size = models.BigIntegerField(null=True, blank=True)
     sent_sha256 = models.CharField(max_length=64, blank=True,
                                    help_text="SHA-256 of the bytes on the wire")

@@ -1,7 +1,10 @@
 """Fetch files from a partner's server into a local user's folder, then into the pipeline.
 
-A scheduled listing (`list_remote`) creates one pull delivery per new remote file; each is
-then fetched like a push is sent, with a lease, attempts and retries (`fetch`). The bytes go
+A scheduled listing (`list_remote`) creates one pull delivery per new remote file that has
+settled — unchanged in size and modification time across two listings `stable_seconds`
+apart, and at least `min_age_seconds` old — so a file the partner is still writing is left
+for a later run. Each is then fetched like a push is sent, with a lease, attempts and
+retries (`fetch`); a file whose size or time changes meanwhile is not landed. The bytes go
 through `transfers.uploads` — the same path as an FTPS upload: quota, hashing, encryption at
 rest, then the scanning pipeline. The remote file is deleted or moved only after the local
 copy is verified (size, and SHA-256 by HASH when offered) and recorded.
@@ -11,6 +14,8 @@ from __future__ import annotations
 
 import fnmatch
 import posixpath
+import time
+from datetime import UTC, datetime
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -27,7 +32,7 @@ from transfers.models import StoredFile
 
 
 def list_remote(pull_id: int) -> list[Delivery]:
-    """List the pull's remote folder and create a delivery for each new matching file."""
+    """List the pull's remote folder and create a delivery for each new file that settled."""
     pull = Pull.objects.filter(pk=pull_id, enabled=True, endpoint__enabled=True).select_related(
         "endpoint").first()
     if pull is None:
@@ -35,22 +40,66 @@ def list_remote(pull_id: int) -> list[Delivery]:
     folder = pull.remote_folder or pull.endpoint.remote_folder
     try:
         with connection.connect(pull.endpoint) as client:
-            entries = client.files(folder)
+            listed = client.files(folder)
+            settled, waiting = _settled(client, pull, folder, _new_files(pull, listed))
     except FtpsError as exc:
         Pull.objects.filter(pk=pull.pk).update(last_error=str(exc)[:1000])
         events.pull_listed(pull=pull, outcome=events.FAILURE,
                            details={"folder": folder, "error": str(exc)[:500]})
         return []
-    wanted = [e for e in entries if not e.name.startswith(".")
-              and fnmatch.fnmatchcase(e.name, pull.filename_pattern)]
     with transaction.atomic():
-        made = [row for entry in wanted[:pull.max_files_per_run]
+        made = [row for entry in settled[:pull.max_files_per_run]
                 if (row := _create(pull, folder, entry)) is not None]
         Pull.objects.filter(pk=pull.pk).update(last_listed_at=timezone.now(), last_error="")
-        if made:
+        if made or waiting:
             events.pull_listed(pull=pull, outcome=events.SUCCESS, details={
-                "folder": folder, "listed": len(entries), "new": [d.remote_path for d in made]})
+                "folder": folder, "listed": len(listed), "new": [d.remote_path for d in made],
+                "waiting": waiting[:50]})
     return made
+
+
+def _new_files(pull: Pull, entries: list[RemoteEntry]) -> list[RemoteEntry]:
+    """Return the matching files (in this version) the pull has not fetched yet."""
+    wanted = [e for e in entries if not e.name.startswith(".")
+              and fnmatch.fnmatchcase(e.name, pull.filename_pattern)]
+    known = set(Delivery.objects.filter(
+        pull=pull, remote_key__in=[remote_key(e) for e in wanted]).values_list(
+        "remote_key", flat=True))
+    return [e for e in wanted if remote_key(e) not in known]
+
+
+def _settled(client: FtpsClient, pull: Pull, folder: str, new: list[RemoteEntry]
+             ) -> tuple[list[RemoteEntry], list[str]]:
+    """Split new files into those that look finished and the names of those that may still
+    be written: changed between two listings, or modified too recently."""
+    if new and pull.stable_seconds:
+        time.sleep(pull.stable_seconds)  # bounded by the model (MAX_STABLE_SECONDS)
+        again = set(client.files(folder))
+        new, changing = [e for e in new if e in again], [e for e in new if e not in again]
+    else:
+        changing = []
+    now = timezone.now()
+    young = [e for e in new if not old_enough(e, pull.min_age_seconds, now)]
+    return [e for e in new if e not in young], [e.name for e in changing + young]
+
+
+def modified_at(modified: str) -> datetime | None:
+    """Return a server's modification time (MLSD modify or MDTM, UTC) as a datetime."""
+    try:
+        return datetime.strptime(modified[:14], "%Y%m%d%H%M%S").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+
+
+def old_enough(entry: RemoteEntry, min_age: int, now: datetime) -> bool:
+    """Return True when the file was last modified at least min_age seconds ago.
+
+    A server that gives no modification time cannot show a file is old enough.
+    """
+    if not min_age:
+        return True
+    modified = modified_at(entry.modified)
+    return modified is not None and (now - modified).total_seconds() >= min_age
 
 
 def remote_key(entry: RemoteEntry) -> str:
@@ -99,10 +148,13 @@ def _origin(pull: Pull) -> Origin:
 
 def _download(client: FtpsClient, delivery: Delivery, pull: Pull, attempt: Attempt) -> None:
     """Stream the remote file into a local upload, verify it, and land it in the pipeline."""
+    listed_time = delivery.remote_key.rsplit("|", 2)[-1]
     size = client.size(delivery.remote_path)
     if size is None and client.features.size:
         raise Cancelled("the remote file is gone")
-    if size is not None and delivery.source_size is not None and size != delivery.source_size:
+    if ((size is not None and delivery.source_size is not None
+         and size != delivery.source_size)
+            or _rewritten(client, delivery.remote_path, listed_time)):
         raise Cancelled("the remote file changed since it was listed; the next listing "
                         "fetches the new version")
     attempt.stage("downloading")
@@ -113,6 +165,8 @@ def _download(client: FtpsClient, delivery: Delivery, pull: Pull, attempt: Attem
         attempt.reply = got.reply
         attempt.stage("verifying")
         verified_by = _verify(client, delivery.remote_path, size, got.bytes, got.sha256)
+        if _rewritten(client, delivery.remote_path, listed_time):
+            raise VerificationFailed(f"{delivery.remote_path} was modified during the download")
     except BaseException as exc:
         upload.abort(f"download from the partner failed: {exc}"[:300])
         raise
@@ -123,16 +177,29 @@ def _download(client: FtpsClient, delivery: Delivery, pull: Pull, attempt: Attem
             sent_sha256=got.sha256, source_sha256=got.sha256, verified_by=verified_by)
 
 
+def _rewritten(client: FtpsClient, path: str, listed_time: str) -> bool:
+    """Return True when the server's modification time is no longer the listed one."""
+    if not listed_time:
+        return False
+    now = client.mdtm(path)
+    return bool(now) and now[:14] != listed_time[:14]
+
+
 def _verify(client: FtpsClient, path: str, size: int | None, received: int,
             sha256: str) -> str:
-    """Check what arrived against the remote size and, when offered, its SHA-256."""
+    """Check what arrived against the remote size (before and after) and, when offered, its
+    SHA-256: a partner still writing the file shows here."""
     if size is not None and received != size:
         raise VerificationFailed(f"received {received} bytes of {path}, the server has {size}")
+    after = client.size(path)
+    if after is not None and after != received:
+        raise VerificationFailed(f"received {received} bytes of {path}, the server has {after} "
+                                 "now: it is still being written")
     remote_sha = client.sha256(path)
     if remote_sha is not None and remote_sha != sha256:
         raise VerificationFailed(f"the server's SHA-256 of {path} is {remote_sha}, the bytes "
                                  f"received hash to {sha256}")
-    checked = [name for name, done in (("size", size is not None),
+    checked = [name for name, done in (("size", after is not None),
                                        ("sha256", remote_sha is not None)) if done]
     return "+".join(checked) or "transfer reply"
 

@@ -88,7 +88,8 @@ def _send(client: FtpsClient, delivery: Delivery, stored: StoredFile, temp: str,
     """Upload the plaintext (resuming when possible) or a PGP copy under temp."""
     if delivery.pgp_encrypted:
         attempt.stage("uploading")
-        with encryption.encrypted_blocks(stored, recipients(delivery)) as blocks:
+        with encryption.encrypted_blocks(stored, recipients(delivery),
+                                         sign=delivery.pgp_signed) as blocks:
             done = client.upload(temp, blocks, progress=attempt.progress)
         attempt.reply = done.reply
         return Sent(done.bytes, done.sha256, done.reply)

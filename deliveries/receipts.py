@@ -16,7 +16,7 @@ from mft.errors import InvalidInput
 
 FIELDS = ("id", "direction", "status", "partner", "endpoint", "host", "route", "pull",
           "file_id", "local_owner", "local_path", "source_size", "source_sha256",
-          "remote_path", "pgp_encrypted", "sent_size", "sent_sha256", "verified_by",
+          "remote_path", "pgp_encrypted", "pgp_signed", "sent_size", "sent_sha256", "verified_by",
           "attempts", "requested_by", "resend_of", "created_at", "finished_at", "last_error")
 
 
@@ -32,7 +32,8 @@ def receipt(delivery: Delivery) -> dict[str, Any]:
         "file_id": delivery.stored_file_id, "local_owner": delivery.local_owner,
         "local_path": delivery.local_path, "source_size": delivery.source_size,
         "source_sha256": delivery.source_sha256, "remote_path": delivery.remote_path,
-        "pgp_encrypted": delivery.pgp_encrypted, "sent_size": delivery.sent_size,
+        "pgp_encrypted": delivery.pgp_encrypted, "pgp_signed": delivery.pgp_signed,
+        "sent_size": delivery.sent_size,
         "sent_sha256": delivery.sent_sha256, "verified_by": delivery.verified_by,
         "attempts": delivery.attempts, "requested_by": delivery.requested_by,
         "resend_of": delivery.resend_of_id, "created_at": _iso(delivery.created_at),

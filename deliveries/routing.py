@@ -84,6 +84,7 @@ def create_delivery(route: Route, stored: StoredFile, *, requested_by: str = "sy
         stored_file=stored, local_owner=stored.owner_username, local_path=stored.path,
         source_size=stored.size, source_sha256=stored.sha256,
         remote_path=remote_path(route, stored), pgp_encrypted=route.pgp_encrypt,
+        pgp_signed=route.pgp_encrypt and route.pgp_sign,
         requested_by=requested_by, resend_of=resend_of, enqueued_at=now,
         not_before=windows.next_opening(route.window_start, route.window_end, route.time_zone,
                                         now))

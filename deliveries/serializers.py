@@ -12,7 +12,7 @@ from rest_framework import serializers
 
 from accounts.models import Partner, PgpKey, User
 from deliveries import receipts
-from deliveries.models import Delivery, PartnerEndpoint, Pull, Route
+from deliveries.models import MAX_STABLE_SECONDS, Delivery, PartnerEndpoint, Pull, Route
 
 MAX_PEM = 256 * 1024
 
@@ -77,8 +77,8 @@ class RouteSerializer(serializers.ModelSerializer[Route]):
         model = Route
         fields = ["id", "name", "endpoint", "source_partner", "source_user", "source_folder",
                   "include_subfolders", "filename_pattern", "remote_folder", "pgp_encrypt",
-                  "pgp_key", "trigger", "cron", "time_zone", "window_start", "window_end",
-                  "enabled", "active_since", "created_at"]
+                  "pgp_sign", "pgp_key", "trigger", "cron", "time_zone", "window_start",
+                  "window_end", "enabled", "active_since", "created_at"]
         read_only_fields = ["id", "active_since", "created_at"]
         # The service checks names and answers a clash with a clear error.
         extra_kwargs: dict[str, dict[str, Any]] = {"name": {"validators": []}}
@@ -89,13 +89,17 @@ class PullSerializer(serializers.ModelSerializer[Pull]):
     local_user = serializers.PrimaryKeyRelatedField(queryset=User.objects.all())
     max_files_per_run = serializers.IntegerField(min_value=1, max_value=100_000,
                                                  required=False)
+    stable_seconds = serializers.IntegerField(min_value=0, max_value=MAX_STABLE_SECONDS,
+                                              required=False)
+    min_age_seconds = serializers.IntegerField(min_value=0, max_value=30 * 86400,
+                                               required=False)
 
     class Meta:
         model = Pull
         fields = ["id", "name", "endpoint", "remote_folder", "filename_pattern", "local_user",
                   "local_folder", "after_download", "move_to_folder", "cron", "time_zone",
-                  "max_files_per_run", "enabled", "last_listed_at", "last_error",
-                  "created_at"]
+                  "max_files_per_run", "stable_seconds", "min_age_seconds", "enabled",
+                  "last_listed_at", "last_error", "created_at"]
         read_only_fields = ["id", "last_listed_at", "last_error", "created_at"]
         extra_kwargs: dict[str, dict[str, Any]] = {"name": {"validators": []}}
 
@@ -118,6 +122,7 @@ class DeliveryReceiptSerializer(serializers.Serializer[Delivery]):
     source_sha256 = serializers.CharField()
     remote_path = serializers.CharField()
     pgp_encrypted = serializers.BooleanField()
+    pgp_signed = serializers.BooleanField()
     sent_size = serializers.IntegerField(allow_null=True)
     sent_sha256 = serializers.CharField()
     verified_by = serializers.CharField()

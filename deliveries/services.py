@@ -27,11 +27,11 @@ _ENDPOINT_FIELDS = {"name", "tls_mode", "host", "port", "tls_server_name", "user
                     "enabled"}
 _ROUTE_FIELDS = {"name", "endpoint", "source_partner", "source_user", "source_folder",
                  "include_subfolders", "filename_pattern", "remote_folder", "pgp_encrypt",
-                 "pgp_key", "trigger", "cron", "time_zone", "window_start", "window_end",
-                 "enabled"}
+                 "pgp_sign", "pgp_key", "trigger", "cron", "time_zone", "window_start",
+                 "window_end", "enabled"}
 _PULL_FIELDS = {"name", "endpoint", "remote_folder", "filename_pattern", "local_user",
                 "local_folder", "after_download", "move_to_folder", "cron", "time_zone",
-                "max_files_per_run", "enabled"}
+                "max_files_per_run", "stable_seconds", "min_age_seconds", "enabled"}
 _IN_PROGRESS = (Delivery.Status.PENDING, Delivery.Status.RUNNING, Delivery.Status.WAITING)
 
 
@@ -232,6 +232,8 @@ def _check_route(route: Route) -> None:
         raise InvalidInput("pgp_key: the key belongs to another partner than the endpoint's")
     if key is not None and not route.pgp_encrypt:
         raise InvalidInput("pgp_key: set pgp_encrypt to encrypt with it")
+    if route.pgp_sign and not route.pgp_encrypt:
+        raise InvalidInput("pgp_sign: signing is done on the encrypted copy; set pgp_encrypt")
     if route.pgp_encrypt and key is None and not PgpKey.objects.filter(
             partner_id=partner_id).exists():
         raise InvalidInput("pgp_encrypt: the endpoint's partner has no PGP key")

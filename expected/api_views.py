@@ -14,6 +14,7 @@ from accounts.api_auth import origin_of
 from accounts.permissions import limit_to_partner
 from expected import serializers as s
 from expected import services
+from expected.filters import ExpectedFileFilter
 from expected.models import ExpectedFile
 from mft.errors import InvalidInput
 from mft.viewsets import PortsideViewSet, validated
@@ -26,6 +27,7 @@ class ExpectedFileViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Port
     """Files a partner must deliver by a time of day on given weekdays."""
 
     serializer_class = s.ExpectedFileSerializer
+    filterset_class = ExpectedFileFilter
     install_wide_actions = ("create", "partial_update", "destroy")
     action_scopes = {"deadlines": "read"}
 

@@ -1,4 +1,5 @@
-"""Create the gateway's self-signed server certificate when an install has none."""
+"""The gateway's server certificate: create a self-signed one when an install has none, and
+replace it (PEM, PKCS#12, generated) atomically and audited while gateways run."""
 
 from __future__ import annotations
 
@@ -13,6 +14,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+from audit import events
+from audit.events import Origin
 
 
 def ensure_self_signed(cert_path: Path, key_path: Path, *, names: list[str]) -> bool:
@@ -128,3 +132,37 @@ def describe(cert_path: Path) -> dict[str, str]:
     return {"subject": cert.subject.rfc4514_string(), "issuer": cert.issuer.rfc4514_string(),
             "not_after": cert.not_valid_after_utc.isoformat(),
             "sha256": sha256_fingerprint(cert_path)}
+
+
+def _installed(origin: Origin, how: str) -> dict[str, str]:
+    """Audit a replaced certificate; return what is installed now."""
+    from django.conf import settings
+
+    info = describe(settings.TLS_CERT_FILE)
+    events.admin_change(origin=origin, action="certificate.replace", obj=None,
+                        after={**info, "how": how})
+    return info
+
+
+def import_pem(cert_pem: bytes, key_pem: bytes, *, origin: Origin) -> dict[str, str]:
+    """Install a PEM certificate (chain) and key (audited); return the new one's details."""
+    try:
+        install_pem(cert_pem, key_pem)
+    except TypeError as exc:  # an encrypted key: cryptography wants its password
+        raise ValueError(f"cannot read the private key: {exc}") from None
+    return _installed(origin, "pem")
+
+
+def import_pkcs12(bundle: bytes, password: bytes | None, *, origin: Origin) -> dict[str, str]:
+    """Install a PKCS#12 bundle (audited); return the new certificate's details."""
+    try:
+        install_pkcs12(bundle, password)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"cannot read the PKCS#12 bundle: {exc}") from None
+    return _installed(origin, "pkcs12")
+
+
+def generate(names: list[str], *, origin: Origin) -> dict[str, str]:
+    """Install a new self-signed certificate for the names (audited); return its details."""
+    replace_self_signed(names=names)
+    return _installed(origin, "generated")

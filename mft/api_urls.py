@@ -6,6 +6,8 @@ from accounts import api_views as accounts
 from audit import api_views as audit
 from deliveries import api_views as deliveries
 from expected import api_views as expected
+from mft import posture_api, server_certificate_api
+from notifications import api_views as notifications
 from retention import api_views as retention
 from transfers import api_views as transfers
 from transfers import session_api
@@ -26,6 +28,10 @@ router.register("expected-files", expected.ExpectedFileViewSet, basename="expect
 router.register("retention-policies", retention.RetentionPolicyViewSet,
                 basename="retention-policy")
 router.register("audit-events", audit.AuditEventViewSet, basename="audit-event")
+router.register("events", notifications.EventFeedViewSet, basename="event")
 router.register("sessions", session_api.GatewaySessionViewSet, basename="session")
+router.register("posture", posture_api.PostureViewSet, basename="posture")
+router.register("server-certificate", server_certificate_api.ServerCertificateViewSet,
+                basename="server-certificate")
 
 urlpatterns = router.urls

@@ -31,7 +31,8 @@ def ensure_admin() -> tuple[bool, str | None]:
         return False, None
     generated = settings.ADMIN_PASSWORD is None
     password = settings.ADMIN_PASSWORD or services.generate_password()
-    services.create_admin(settings.ADMIN_USER, password)
+    # A printed password was seen on a console: the admin chooses their own at first sign-in.
+    services.create_admin(settings.ADMIN_USER, password, must_change=generated)
     return True, password if generated else None
 
 

@@ -38,6 +38,7 @@ def _read() -> dict[str, Any]:
         "ca_file": env_str("MFT_LDAP_CA_FILE", ""),
         "verify": env_bool("MFT_LDAP_TLS_VERIFY", True),
         "timeout": env_int("MFT_LDAP_TIMEOUT", 10, minimum=1),
+        "recheck": env_int("MFT_LDAP_RECHECK_SECONDS", 900, minimum=0),
         "bind_dn": env_str("MFT_LDAP_BIND_DN", ""),
         "bind_password": env_secret("MFT_LDAP_BIND_PASSWORD") or "",
         "user_base": env_str("MFT_LDAP_USER_SEARCH_BASE", ""),
@@ -78,6 +79,8 @@ def directory_settings() -> dict[str, Any]:
         "AUTH_LDAP_DISABLED_GROUP": values["disabled_group"] or None,
         "AUTH_LDAP_PARTNER_ATTRIBUTE": values["partner_attribute"] or None,
         "AUTH_LDAP_HOME_ATTRIBUTE": values["home_attribute"] or None,
+        # Read by accounts.directory_refresh, not by django-auth-ldap.
+        "AUTH_LDAP_RECHECK_SECONDS": values["recheck"],
     }
 
 

@@ -6,6 +6,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection
+from django.utils import timezone
 
 from mft import heartbeat
 from mft.models import ProcessHeartbeat
@@ -51,10 +52,19 @@ def _clamd() -> dict[str, Any]:
     from transfers.scanning import ClamdClient, ScannerError
 
     try:
-        client = ClamdClient(settings.CLAMD_ADDRESS, timeout=3)
-        return {"status": "ok", "version": client.version()}
+        version = ClamdClient(settings.CLAMD_ADDRESS, timeout=3).version()
     except (ScannerError, OSError) as exc:
         return {"status": "down", "error": str(exc)[:200]}
+    return {"status": "ok", "version": version, **_signatures(version)}
+
+
+def _signatures(version: str) -> dict[str, Any]:
+    """Return the signature database's date and age (None for a home-made database)."""
+    from monitoring.signatures import signature_age_seconds, signature_date
+
+    built = signature_date(version)
+    return {"signatures_built_at": built.isoformat() if built else None,
+            "signature_age_seconds": signature_age_seconds(version, timezone.now())}
 
 
 def _pipeline() -> dict[str, Any]:

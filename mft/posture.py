@@ -6,6 +6,7 @@ requirement numbers, HIPAA Security Rule safeguards), so an auditor can trace it
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -17,7 +18,7 @@ from django.utils import timezone
 from accounts.models import ClientCertificate, User
 from audit import chain, events
 from audit.events import Origin
-from mft.errors import InvalidInput
+from mft.errors import InvalidInput, NotFound
 from mft.models import PostureAcceptance
 
 SEVERITIES = ("critical", "high", "medium", "low", "info")
@@ -86,7 +87,21 @@ def _account_findings() -> list[Finding]:
         found.append(Finding("mfa.staff-without-totp", "high", "Staff accounts without TOTP",
                              f"users: {', '.join(missing)}", ("PCI DSS 8.4.2",
                                                               "HIPAA 164.312(d)")))
-    return found
+    return found + _ftps_single_factor()
+
+
+def _ftps_single_factor() -> list[Finding]:
+    """Report FTPS users whose login needs one factor only (no code, no certificate pair)."""
+    candidates = (User.objects.filter(is_active=True, ftps_mfa_required=False)
+                  .exclude(login_method=User.LoginMethod.PASSWORD_AND_CERTIFICATE)
+                  .values_list("username", "allowed_protocols").iterator())
+    # JSON containment is not portable (SQLite), so the protocol is checked here.
+    single = (name for name, protocols in candidates if "ftps" in (protocols or []))
+    if not (names := list(itertools.islice(single, 20))):
+        return []
+    # Low: many partner jobs are unattended; accept it, or set `ftps_mfa_required`.
+    return [Finding("mfa.ftps-single-factor", "low", "FTPS logins with a single factor",
+                    f"users: {', '.join(names)}", ("PCI DSS 8.4.3", "HIPAA 164.312(d)"))]
 
 
 def _staff_without_totp() -> list[str]:
@@ -104,6 +119,17 @@ def _staff_without_totp() -> list[str]:
     vouched = IdentityProviderDevice.objects.values_list("user_id", flat=True)
     return list(staff.exclude(pk__in=enrolled).exclude(pk__in=vouched)
                 .values_list("username", flat=True)[:20])
+
+
+def _directory_findings() -> list[Finding]:
+    """Report a directory connection that sends passwords in clear or trusts any certificate."""
+    from accounts.checks import check_directory_tls
+
+    titles = {"accounts.W001": ("ldap.cleartext", "Directory passwords sent in clear"),
+              "accounts.W002": ("ldap.tls-unverified", "Directory certificate not verified")}
+    return [Finding(titles[w.id][0], "high", titles[w.id][1], w.msg,
+                    ("PCI DSS 4.2.1", "PCI DSS 8.3.2", "HIPAA 164.312(e)(1)"))
+            for w in check_directory_tls() if w.id in titles]
 
 
 def _certificate_findings() -> list[Finding]:
@@ -156,8 +182,9 @@ def _platform_findings(verify_audit: bool) -> list[Finding]:
 
 def findings(*, verify_audit: bool = True) -> list[Finding]:
     """Return every current finding, most severe first, with any acceptance attached."""
-    all_found = (_transport_findings() + _scanning_findings() + _account_findings()
-                 + _certificate_findings() + _platform_findings(verify_audit))
+    all_found = (_transport_findings() + _directory_findings() + _scanning_findings()
+                 + _account_findings() + _certificate_findings()
+                 + _platform_findings(verify_audit))
     accepted = {a.finding: a for a in PostureAcceptance.objects.all()}
     result = []
     for item in all_found:
@@ -174,6 +201,9 @@ def accept(finding_id: str, *, justification: str, origin: Origin) -> PostureAcc
     """Accept a finding with a written justification (audited)."""
     if len(justification.strip()) < 10:
         raise InvalidInput("a justification of at least 10 characters is required")
+    current = findings(verify_audit=finding_id == "audit.chain-broken")
+    if finding_id not in {f.id for f in current}:
+        raise NotFound(f"no current finding {finding_id!r}")
     with transaction.atomic():
         acceptance, _ = PostureAcceptance.objects.update_or_create(
             finding=finding_id, defaults={"justification": justification.strip(),

@@ -82,6 +82,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "mft.request_id.RequestIdMiddleware",
+    "mft.admin_listener.AdminListenerMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -139,6 +140,10 @@ PASSWORD_HISTORY = env_int("MFT_PASSWORD_HISTORY", 5, minimum=0)
 PASSWORD_MAX_AGE_DAYS_STAFF = env_int("MFT_PASSWORD_MAX_AGE_DAYS_STAFF", 90, minimum=0)
 PASSWORD_MAX_AGE_DAYS_PARTNER = env_int("MFT_PASSWORD_MAX_AGE_DAYS_PARTNER", 0, minimum=0)
 PASSWORD_MAX_AGE_DAYS_API = env_int("MFT_PASSWORD_MAX_AGE_DAYS_API", 0, minimum=0)
+# The account's own address (else its partner's contact) is told this many days ahead.
+PASSWORD_EXPIRY_WARNING_DAYS = env_int("MFT_PASSWORD_EXPIRY_WARNING_DAYS", 14, minimum=1)
+# Accounts unused this long are disabled (accounts.inactivity; PCI DSS 8.2.6); 0: never.
+ACCOUNT_INACTIVE_DAYS = env_int("MFT_ACCOUNT_INACTIVE_DAYS", 90, minimum=0)
 LOGIN_URL = "/login/"
 # The name authenticator apps show next to the account (TOTP enrolment).
 OTP_TOTP_ISSUER = "Portside"
@@ -302,6 +307,9 @@ DELIVERY_PENDING_GRACE = env_int("MFT_DELIVERY_PENDING_GRACE_SECONDS", 60, minim
 # --- Gateway ------------------------------------------------------------------------------------
 BIND_ADDRESS = env_str("MFT_BIND_ADDRESS", "127.0.0.1")
 WEB_PORT = env_port("MFT_WEB_PORT", 8000)
+# The admin UI on a listener of its own (mft.admin_listener); off: served with the rest.
+ADMIN_PORT = env_port("MFT_ADMIN_PORT", None)
+ADMIN_BIND_ADDRESS = env_str("MFT_ADMIN_BIND_ADDRESS", BIND_ADDRESS)
 FTPS_PORT = env_port("MFT_FTPS_PORT", 2121)
 FTPS_IMPLICIT_PORT = env_port("MFT_FTPS_IMPLICIT_PORT", 2990)
 PASSIVE_PORTS = env_port_range("MFT_PASSIVE_PORTS", "30000-30499")
@@ -393,6 +401,8 @@ CELERY_BEAT_SCHEDULE["alerts-expiry"] = {
     "task": "alerts.check_expiry", "schedule": float(ALERTS_CHECK_SECONDS)}
 CELERY_BEAT_SCHEDULE["alerts-posture"] = {
     "task": "alerts.check_posture", "schedule": float(ALERTS_CHECK_SECONDS)}
+CELERY_BEAT_SCHEDULE["accounts-hygiene"] = {
+    "task": "accounts.hygiene", "schedule": float(ALERTS_CHECK_SECONDS)}
 CELERY_BEAT_SCHEDULE["expected-files"] = {
     "task": "expected.check_deadlines", "schedule": float(EXPECTED_CHECK_SECONDS)}
 CELERY_BEAT_SCHEDULE["retention"] = {

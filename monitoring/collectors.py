@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.sessions.models import Session
@@ -22,6 +22,7 @@ from prometheus_client.registry import Collector
 from accounts.models import ClientCertificate, PgpKey
 from deliveries.models import Delivery
 from mft.models import ProcessHeartbeat
+from monitoring.signatures import signature_age_seconds, signature_date  # noqa: F401 - re-exported
 from notifications.models import Notification
 from transfers.models import FileState, PipelineStep, StoredFile
 
@@ -155,23 +156,6 @@ def sessions() -> Iterator[Metric]:
     yield alive
 
 
-def signature_date(version: str) -> datetime | None:
-    """Return the signature database's date from clamd's VERSION reply, when it has one.
-
-    `ClamAV 1.0.7/27000/Mon Jan  1 09:30:00 2024`: engine, database version, build time
-    (clamd's local time, UTC in the usual container). A home-made database gives only the
-    engine.
-    """
-    parts = version.split("/", 2)
-    if len(parts) < 3:
-        return None
-    try:
-        return datetime.strptime(" ".join(parts[2].split()), "%a %b %d %H:%M:%S %Y").replace(
-            tzinfo=UTC)
-    except ValueError:
-        return None
-
-
 def scanner() -> Iterator[Metric]:
     """Yield whether clamd answers and how old its signature database is."""
     from transfers.scanning import ClamdClient, ScannerError
@@ -186,11 +170,11 @@ def scanner() -> Iterator[Metric]:
             log.info("metrics: clamd did not answer: %s", exc)
     up.add_metric([], 1 if version else 0)
     yield up
-    built = signature_date(version) if version else None
-    if built is not None:
+    seconds = signature_age_seconds(version, timezone.now()) if version else None
+    if seconds is not None:
         age = _gauge("portside_clamav_signature_age_seconds",
                      "Age of clamd's signature database (official databases only).")
-        age.add_metric([], max(0.0, (timezone.now() - built).total_seconds()))
+        age.add_metric([], seconds)
         yield age
 
 

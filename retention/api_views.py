@@ -18,6 +18,7 @@ from mft.errors import InvalidInput
 from mft.viewsets import PortsideViewSet, validated
 from retention import serializers as s
 from retention import services
+from retention.filters import RetentionPolicyFilter
 from retention.models import RetentionPolicy
 
 
@@ -29,6 +30,7 @@ class RetentionPolicyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
     """How long each partner's files and delivery records are kept."""
 
     serializer_class = s.RetentionPolicySerializer
+    filterset_class = RetentionPolicyFilter
     install_wide_actions = ("create", "partial_update", "destroy")
     action_scopes = {"preview": "read"}
 

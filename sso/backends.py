@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import jwt
+import requests
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import SuspiciousOperation
@@ -17,6 +19,7 @@ from mozilla_django_oidc.auth import OIDCAuthenticationBackend
 
 from accounts.models import User
 from mft import client_address
+from mft.errors import TemporarilyUnavailable
 from sso import discovery, services
 
 
@@ -36,8 +39,30 @@ class OidcBackend(OIDCAuthenticationBackend):
         if request is None or not settings.OIDC_ENABLED or "code" not in request.GET:
             return None
         super().__init__()
-        user: User | None = super().authenticate(request, **kwargs)
+        try:
+            user: User | None = super().authenticate(request, **kwargs)
+        except services.AnswerRejected:
+            raise
+        except SuspiciousOperation as suspicious:
+            raise self._rejected(str(suspicious)) from None
+        except requests.HTTPError as refused:
+            # The provider refused the code (forged, replayed or expired) or the token.
+            answer = refused.response
+            where = f"{answer.url} answered HTTP {answer.status_code}" if answer is not None \
+                else "the provider refused the request"
+            raise self._rejected(where) from None
+        except (jwt.PyJWTError, KeyError, ValueError) as malformed:
+            # PyJWT's errors (expired, malformed token), a missing field, bad JSON.
+            raise self._rejected(f"malformed answer ({type(malformed).__name__}: "
+                                 f"{malformed})") from None
+        except requests.RequestException as outage:
+            raise TemporarilyUnavailable(f"the identity provider cannot be reached "
+                                         f"({type(outage).__name__})") from None
         return user
+
+    def _rejected(self, problem: str) -> services.AnswerRejected:
+        """Audit a provider answer that failed a check; return the error to raise."""
+        return services.reject_answer(problem, source_ip=client_address.client_ip(self.request))
 
     def verify_token(self, token: str, **kwargs: Any) -> dict[str, Any]:
         """Check the signature and nonce (the library), then audience and issuer."""
@@ -57,7 +82,7 @@ class OidcBackend(OIDCAuthenticationBackend):
         """Sign in through the service; mark the user verified when the provider did MFA."""
         userinfo = self.get_userinfo(access_token, id_token, payload)
         if userinfo.get("sub") != payload.get("sub"):
-            raise SuspiciousOperation("userinfo describes another subject than the ID token")
+            raise self._rejected("userinfo describes another subject than the ID token")
         signed = services.sign_in(claims_of(payload, userinfo),
                                   source_ip=client_address.client_ip(self.request))
         # django-otp's convention for an authentication that verified a device.

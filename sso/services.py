@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.core.exceptions import SuspiciousOperation
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from accounts import bans, users
@@ -57,6 +58,20 @@ class SignIn:
     verified_by: IdentityProviderDevice | None
 
 
+class AnswerRejected(SuspiciousOperation):
+    """The identity provider's answer failed a check (forged, replayed or malformed)."""
+
+
+def reject_answer(problem: str, *, source_ip: str | None) -> AnswerRejected:
+    """Audit an identity provider answer that failed a check; return the error to raise."""
+    origin = Origin(source_ip=source_ip, protocol="web", extra={"method": "oidc"})
+    # No ban count: an attacker who forges callbacks has no password to guess here, and a
+    # broken provider must not ban the office's address.
+    events.login_failed(origin=origin, username="(single sign-on)",
+                        reason=f"identity provider answer rejected: {problem[:200]}")
+    return AnswerRejected(problem)
+
+
 def role_for(groups: tuple[str, ...]) -> str | None:
     """Return the dashboard role the claim values map to (the most powerful), or None."""
     mapped = {settings.OIDC_ROLE_MAP[group] for group in groups
@@ -81,7 +96,8 @@ def sign_in(claims: Claims, *, source_ip: str | None) -> SignIn:
         events.login_failed(origin=origin, username=claims.username or claims.subject,
                             reason=refusal.reason)
         raise
-    events.login_succeeded(origin=origin, user=user, method="oidc")
+    # The dashboard writes `login` when the session starts (after local TOTP if needed).
+    events.login_first_factor_passed(origin=origin, user=user, method="oidc", step="oidc")
     device = _provider_device(user) if mfa_asserted(claims.amr) else None
     return SignIn(user=user, verified_by=device)
 
@@ -103,12 +119,29 @@ def _admit(claims: Claims, origin: Origin) -> User:
     return user
 
 
+class _Raced(Exception):
+    """A parallel first sign-in of the same person created their account meanwhile."""
+
+
 def _provision(claims: Claims, role: str, origin: Origin) -> User:
     """Return the linked user brought up to date with the claims, or a new one."""
-    identity = (SsoIdentity.objects.select_for_update()
-                .filter(issuer=claims.issuer, subject=claims.subject).first())
-    if identity is None:
-        return _create(claims, role, origin)
+    # Two tabs or a double click can finish a first sign-in twice at once; the slower one
+    # loses the insert race and, on its second pass, finds the account the faster one made.
+    for _ in range(2):
+        identity = (SsoIdentity.objects.select_for_update()
+                    .filter(issuer=claims.issuer, subject=claims.subject).first())
+        if identity is not None:
+            return _refresh(identity, claims, role, origin)
+        try:
+            with transaction.atomic():
+                return _create(claims, role, origin)
+        except _Raced:
+            continue
+    raise LoginRefused("lost the race to create the account twice", _DEFAULT_MESSAGE)
+
+
+def _refresh(identity: SsoIdentity, claims: Claims, role: str, origin: Origin) -> User:
+    """Bring the linked user up to date with the claims, if they may still sign in."""
     user = User.objects.select_for_update().get(pk=identity.user_id)
     if not user.is_active:
         raise LoginRefused("account disabled", _DEFAULT_MESSAGE)
@@ -130,17 +163,29 @@ def _create(claims: Claims, role: str, origin: Origin) -> User:
     """Create a dashboard user for a first sign-in: no usable password, web only."""
     username = _username(claims)
     if User.objects.filter(username__iexact=username).exists():
+        if _linked(claims):
+            raise _Raced
         raise LoginRefused(f"username {username!r} belongs to a local account", _NOT_LINKED)
     user = User(username=username, allowed_protocols=["web"], last_login=timezone.now())
     _apply(user, claims, role)
     user.set_unusable_password()
-    user.save()
-    SsoIdentity.objects.create(user=user, issuer=claims.issuer, subject=claims.subject,
-                               last_sign_in_at=user.last_login)
+    try:
+        user.save()
+        SsoIdentity.objects.create(user=user, issuer=claims.issuer, subject=claims.subject,
+                                   last_sign_in_at=user.last_login)
+    except IntegrityError:
+        # The caller's savepoint undoes the half-made account; a plain name clash is
+        # refused on the next pass by the check above.
+        raise _Raced from None
     events.admin_change(origin=_provider(origin), action="user.create", obj=user,
                         after={**_snapshot(user), "sso_issuer": claims.issuer,
                                "sso_subject": claims.subject})
     return user
+
+
+def _linked(claims: Claims) -> bool:
+    """Return True when some account is already linked to this provider identity."""
+    return SsoIdentity.objects.filter(issuer=claims.issuer, subject=claims.subject).exists()
 
 
 def _apply(user: User, claims: Claims, role: str) -> None:

@@ -83,17 +83,23 @@ class Slapd:
     service_password: str
     process: subprocess.Popen[bytes] | None = None
     tls: tuple[str, str] | None = None
+    ldaps_port: int = 0
 
     @property
     def uri(self) -> str:
         return f"ldap://127.0.0.1:{self.port}"
+
+    @property
+    def ldaps_uri(self) -> str:
+        """Return the LDAPS listener's URI (slapd listens there only when given TLS files)."""
+        return f"ldaps://127.0.0.1:{self.ldaps_port}"
 
     def start(self, timeout: float = 15) -> None:
         """Start slapd in the foreground and wait until it answers a bind."""
         log = (self.folder / "slapd.log").open("ab")
         self.process = subprocess.Popen(
             [find_slapd() or SLAPD, "-f", str(self.folder / "slapd.conf"),
-             "-h", f"{self.uri}/", "-d", "0"],
+             "-h", f"{self.uri}/" + (f" {self.ldaps_uri}/" if self.tls else ""), "-d", "0"],
             stdout=log, stderr=subprocess.STDOUT)
         log.close()
         deadline = time.monotonic() + timeout
@@ -173,7 +179,7 @@ class Slapd:
 def start_slapd(folder: Path, *, tls: tuple[str, str] | None = None) -> Slapd:
     """Write a throwaway config and base entries, start slapd, and return it."""
     server = Slapd(folder, free_port(), secrets.token_urlsafe(16), secrets.token_urlsafe(16),
-                   tls=tls)
+                   tls=tls, ldaps_port=free_port() if tls else 0)
     (folder / "data").mkdir(parents=True)
     tls_lines = (f"TLSCertificateFile {tls[0]}\nTLSCertificateKeyFile {tls[1]}" if tls else "")
     (folder / "slapd.conf").write_text(_CONFIG.format(

@@ -14,6 +14,7 @@ import ipaddress
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -99,6 +100,9 @@ class Behaviour:
     without: tuple[str, ...] = ()  # commands it does not know (e.g. "REST")
     refuse_stor: str | None = None  # reply to every STOR, e.g. "552 Exceeded storage allocation."
     read_delay: float = 0.0  # seconds to sleep per data-channel read (a slow partner)
+    # Called in the server's thread with (command, argument) before the server handles it:
+    # how a test makes the partner write to a file at an exact point of the conversation.
+    on_command: Callable[[str, str], None] | None = None
 
 
 @dataclass
@@ -145,6 +149,8 @@ class StockServer:
             def pre_process_command(self, line: str, cmd: str, arg: str) -> None:
                 commands.append(cmd)
                 lines.append("PASS ****" if cmd == "PASS" else line)
+                if behaviour.on_command is not None:
+                    behaviour.on_command(cmd, arg)
                 super().pre_process_command(line, cmd, arg)
 
             def ftp_STOR(self, file: str, mode: str = "w") -> None:

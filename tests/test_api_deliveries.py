@@ -107,6 +107,20 @@ def test_a_scheduled_pull_is_created(cast):
                            "local_user": cast.partner.user.pk, "cron": "*/5 * * * *"},
         format="json")
     assert response.status_code == 201, response.content
+    assert (response.json()["stable_seconds"], response.json()["min_age_seconds"]) == (10, 0)
+
+
+def test_a_pulls_stability_check_is_set_and_bounded(cast):
+    endpoint = _endpoint(cast.partner.user.partner)
+    client = client_for(cast.admin.user, "admin")
+    body = {"name": "p2", "endpoint": endpoint.pk, "local_user": cast.partner.user.pk,
+            "cron": "0 * * * *", "stable_seconds": 30, "min_age_seconds": 300}
+    response = client.post("/api/v1/pulls/", body, format="json")
+    assert response.status_code == 201, response.content
+    assert (response.json()["stable_seconds"], response.json()["min_age_seconds"]) == (30, 300)
+    too_long = client.patch(f"/api/v1/pulls/{response.json()['id']}/",
+                            {"stable_seconds": 3600}, format="json")
+    assert too_long.status_code == 400
 
 
 def test_a_delivery_receipt_shows_the_file_and_its_sha256(cast, settings, broker):  # noqa: F811

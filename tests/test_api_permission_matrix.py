@@ -71,9 +71,9 @@ def world(cast, settings, tmp_path) -> dict[str, Any]:
                                           host="ftp.acme.example", username="u",
                                           password="Endpoint-pw-1", pinned_sha256="ab" * 32)
     route = deliveries.create_route(name="acme-route", endpoint=endpoint, source_user=acme)
-    Ban.objects.create(address="192.0.2.7", reason="test",
-                       expires_at=timezone.now() + timedelta(hours=1))
-    return {"clients": clients, "objects": {
+    ban = Ban.objects.create(address="192.0.2.7", reason="test",
+                             expires_at=timezone.now() + timedelta(hours=1))
+    return {"clients": clients, "ban": ban.pk, "objects": {
         "partners": acme.partner_id, "users": acme.pk, "certificates": cert.pk,
         "files": store(acme, "/m.csv").pk,
         "endpoints": endpoint.pk, "routes": route.pk}, "acme": acme}
@@ -158,3 +158,52 @@ def test_uploading_needs_the_transfer_scope_and_a_home(world, who):
         response.content
     if who in ("admin", "operator"):
         assert response.json()["detail"] == "user has no home folder"
+
+
+def _admin_writes(w: dict[str, Any]) -> list[tuple[str, str, dict[str, Any], int]]:
+    """Return (method, path, body, the admin's status) for changes only admins may make.
+
+    Junk bodies are fine where the admin's answer is a 400: the gate comes first, so every
+    other caller must still get its 401/403 without the body being looked at.
+    """
+    ids = w["objects"]
+    return [
+        ("post", "/api/v1/pgp-keys/", {"partner": ids["partners"], "armored": "junk"}, 400),
+        ("post", "/api/v1/routes/", {"name": "second", "endpoint": ids["endpoints"],
+                                     "source_user": ids["users"]}, 201),
+        ("post", "/api/v1/pulls/", {"name": "fetch", "endpoint": ids["endpoints"],
+                                    "local_user": ids["users"], "cron": "*/5 * * * *",
+                                    "time_zone": "UTC"}, 201),
+        ("post", f"/api/v1/bans/{w['ban']}/lift/", {}, 200),
+        ("post", f"/api/v1/users/{ids['users']}/reset-password/", {}, 200),
+        ("post", "/api/v1/expected-files/", {"partner": ids["partners"]}, 400),
+        ("post", "/api/v1/retention-policies/", {"partner": ids["partners"]}, 201),
+        ("delete", f"/api/v1/routes/{ids['routes']}/", {}, 204),
+    ]
+
+
+@pytest.mark.parametrize("who", CALLERS)
+def test_every_admin_change_is_closed_to_the_other_callers(world, who):
+    for method, path, body, admin_status in _admin_writes(world):
+        response = getattr(world["clients"][who], method)(path, body, format="json")
+        want = _expected(who, admin_status, partner=403, other=403, operator=403,
+                         auditor=403)
+        assert response.status_code == want, (method, path, response.content[:300])
+
+
+def test_expected_files_and_retention_policies_filter_by_partner(world, cast):
+    from datetime import time
+
+    from expected import services as expected
+    from retention import services as retention
+
+    acme, other = world["acme"].partner, cast.outsider.user.partner
+    admin = world["clients"]["admin"]
+    expected.create_expected(name="daily-orders", partner=acme, deadline=time(9))
+    retention.set_policy(acme, files_after_days=30, origin=Origin(actor="test"))
+    for resource in ("expected-files", "retention-policies"):
+        mine = admin.get(f"/api/v1/{resource}/?partner={acme.pk}").json()["results"]
+        assert [row["partner"] for row in mine] == [acme.pk], resource
+        theirs = admin.get(f"/api/v1/{resource}/?partner={other.pk}").json()["results"]
+        assert theirs == [], resource
+        assert admin.get(f"/api/v1/{resource}/?partner=nope").status_code == 400, resource

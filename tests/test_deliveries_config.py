@@ -195,6 +195,29 @@ def test_route_filter_runs_in_the_database(cast):
 
 
 @pytest.mark.django_db(transaction=True)
+def test_route_by_source_partner_takes_its_users_files_in_the_folder_and_below(cast):
+    route = services.create_route(name="partner-wide", endpoint=endpoint(),
+                                  source_partner=cast.partner.user.partner,
+                                  source_folder="/out", include_subfolders=True,
+                                  filename_pattern="*.csv")
+    wanted = [store(cast.partner.user, "/out/a.csv", b"a"),
+              store(cast.partner.user, "/out/2026/b.csv", b"b")]
+    store(cast.partner.user, "/outbox/c.csv", b"c")
+    store(cast.outsider.user, "/out/d.csv", b"d")  # another partner's user
+    store(cast.partner.user, "/out/not-ready.csv", b"e", ready=False)
+    assert [f.pk for f in routing.candidates(route)] == [f.pk for f in wanted]
+    assert [routing.matches(route, f) for f in wanted] == [True, True]
+
+
+def test_backoff_doubles_with_jitter_up_to_the_limit(settings):
+    settings.DELIVERY_RETRY_BASE, settings.DELIVERY_RETRY_MAX = 30, 3600
+    for attempts, ceiling in ((1, 30), (2, 60), (3, 120), (7, 1920), (8, 3600), (40, 3600)):
+        delays = {runner.backoff(attempts) for _ in range(200)}
+        assert all(ceiling / 2 <= d <= ceiling for d in delays), (attempts, delays)
+        assert len(delays) > 100  # jittered, so retries of many deliveries spread out
+
+
+@pytest.mark.django_db(transaction=True)
 def test_receipts_export_and_resend_is_a_new_audited_delivery(cast, stock, broker):
     server = stock()
     made = stock_endpoint(server, partner_named("Bank Ltd"))

@@ -3,6 +3,7 @@ pyftpdlib servers for what the gateway does not do."""
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import os
 import time
@@ -51,6 +52,8 @@ def test_on_arrival_push_lands_on_the_gateway_with_a_verified_receipt(
     assert (arrived.size, arrived.sha256) == (len(data), digest)
     attempt = delivery.attempts_log.get()
     assert attempt.outcome == "success" and attempt.bytes_transferred == len(data)
+    assert attempt.seconds is not None and attempt.seconds >= 0 and attempt.finished_at
+    assert attempt.remote_reply.startswith("2") and attempt.error == ""
     # The gateway refuses data connections that do not resume the control session.
     assert attempt.details["tls"]["data_sessions_resumed"] == [True]
     assert AuditEvent.objects.filter(action="delivery.delivered", object_id=str(delivery.pk),
@@ -217,6 +220,54 @@ def test_delivery_fails_after_the_retry_limit_with_an_alert(cast, stock, broker,
     notice = OutboundEvent.objects.get(event="delivery.failed")
     assert "gave up after 2 attempts" in notice.data["reason"]
     assert runner.sweep() == 0
+
+
+def test_delivery_older_than_the_age_limit_fails_instead_of_retrying(cast, stock, broker,
+                                                                      fast_retries):
+    fast_retries.DELIVERY_MAX_AGE = 2
+    server = stock()
+    endpoint = stock_endpoint(server, partner_named("Bank Ltd"))
+    arrival_route(endpoint, cast.partner.user)
+    server.stop()
+    from deliveries import routing
+
+    routing.route_file(store(cast.partner.user, "/stale.csv", b"x").pk)
+    broker.drain()
+    delivery = only_delivery()
+    assert delivery.status == Delivery.Status.WAITING
+    # The retry is never planned past the age limit.
+    assert delivery.not_before <= delivery.created_at + dt.timedelta(seconds=2)
+    time.sleep(2.1)
+    assert runner.sweep() == 1
+    broker.drain()
+    delivery.refresh_from_db()
+    assert delivery.status == Delivery.Status.FAILED and delivery.attempts == 2
+    assert delivery.last_error.startswith("gave up: older than 2 seconds")
+    alert = AuditEvent.objects.get(action="delivery.failed")
+    assert alert.details["alert"] is True
+
+
+def test_a_push_waits_for_its_window_then_goes_out(cast, stock, broker):
+    from django.utils import timezone
+
+    server = stock()
+    endpoint = stock_endpoint(server, partner_named("Bank Ltd"))
+    opens = timezone.now().replace(microsecond=0) + dt.timedelta(seconds=3)
+    arrival_route(endpoint, cast.partner.user, window_start=opens.time(),
+                  window_end=(opens + dt.timedelta(hours=1)).time())
+    from deliveries import routing
+
+    stored = store(cast.partner.user, "/at-opening.csv", b"w")
+    [delivery] = routing.route_file(stored.pk)
+    assert delivery.not_before == opens
+    broker.drain()
+    assert server.commands == [] and runner.sweep() == 0  # closed: nothing is sent
+    time.sleep(max(0.0, (opens - timezone.now()).total_seconds()) + 0.2)
+    assert runner.sweep() == 1  # what beat runs periodically
+    broker.drain()
+    delivery.refresh_from_db()
+    assert delivery.status == Delivery.Status.DELIVERED and delivery.started_at >= opens
+    assert file_sha256(server.root / "at-opening.csv") == stored.sha256
 
 
 def test_remote_552_fails_the_delivery_with_that_reason(cast, stock, broker):
@@ -456,3 +507,83 @@ def test_pgp_route_sends_an_encrypted_copy_and_never_touches_the_original(cast, 
     finally:
         keyring.stop_agent()
         shutil.rmtree(home, ignore_errors=True)
+
+
+def test_pgp_route_can_sign_its_copy_with_the_platform_key(cast, stock, broker, settings,
+                                                           tmp_path):
+    import io
+    import secrets
+
+    from accounts.models import PgpKey
+    from deliveries import routing
+    from transfers import pgp
+    from transfers.pgp_step import platform_keyring
+
+    settings.PGP_PASSPHRASE = secrets.token_urlsafe(24)
+    platform_keyring.cache_clear()
+    platform = platform_keyring()
+    partner_ring = pgp.Keyring(tmp_path / "bank-gnupg", s2k_count=65536)
+    try:
+        ours = platform.generate_platform_key("Portside", "mft@example.com",
+                                              settings.PGP_PASSPHRASE)
+        theirs = partner_ring.generate_platform_key("Bank Ltd", "ops@bank.example", None)
+        partner_ring.import_public_key(platform.export_public(ours))
+        partner = partner_named("Bank Ltd")
+        PgpKey.objects.create(partner=partner, armored=partner_ring.export_public(theirs),
+                              fingerprint=theirs)
+        server = stock()
+        arrival_route(stock_endpoint(server, partner), cast.partner.user, pgp_encrypt=True,
+                      pgp_sign=True)
+        data = os.urandom(300_000)
+        stored = store(cast.partner.user, "/signed.csv", data)
+        routing.route_file(stored.pk)
+        broker.drain()
+        delivery = only_delivery()
+        assert delivery.status == Delivery.Status.DELIVERED, delivery.last_error
+        assert delivery.pgp_encrypted and delivery.pgp_signed
+        plain = io.BytesIO()
+        result = partner_ring.decrypt_stream(
+            io.BytesIO((server.root / "signed.csv.pgp").read_bytes()), plain, passphrase=None,
+            require_signature=True, allowed_signers=[ours])
+        assert plain.getvalue() == data
+        assert result.signature_valid and result.signer_fingerprint == ours
+    finally:
+        partner_ring.stop_agent()
+        platform.stop_agent()
+        platform_keyring.cache_clear()
+
+
+def test_a_signing_route_without_a_platform_key_fails_with_the_reason(cast, stock, broker,
+                                                                      settings, tmp_path):
+    from accounts.models import PgpKey
+    from deliveries import routing
+    from transfers import pgp
+
+    settings.PGP_PASSPHRASE = ""
+    ring = pgp.Keyring(tmp_path / "bank-gnupg", s2k_count=65536)
+    try:
+        theirs = ring.generate_platform_key("Bank Ltd", "ops@bank.example", None)
+        partner = partner_named("Bank Ltd")
+        PgpKey.objects.create(partner=partner, armored=ring.export_public(theirs),
+                              fingerprint=theirs)
+        server = stock()
+        arrival_route(stock_endpoint(server, partner), cast.partner.user, pgp_encrypt=True,
+                      pgp_sign=True)
+        routing.route_file(store(cast.partner.user, "/signed.csv", b"a,b\n").pk)
+        broker.drain()
+        delivery = only_delivery()
+        assert delivery.status == Delivery.Status.FAILED
+        assert "no platform key" in delivery.last_error
+        assert list(server.root.iterdir()) == []
+    finally:
+        ring.stop_agent()
+
+
+def test_signing_without_encrypting_is_refused(cast, stock):
+    from deliveries import services
+    from mft.errors import InvalidInput
+
+    endpoint = stock_endpoint(stock(), partner_named("Bank Ltd"))
+    with pytest.raises(InvalidInput, match="pgp_sign"):
+        services.create_route(name="sign-only", endpoint=endpoint,
+                              source_user=cast.partner.user, pgp_sign=True)

@@ -14,7 +14,7 @@ from mft import env
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
-PORTSIDE_SERVICES = ["migrate", "web", "gateway", "worker", "beat"]
+PORTSIDE_SERVICES = ["migrate", "web", "gateway", "worker", "outbound", "beat"]
 
 
 def test_compose_defines_the_whole_production_stack():
@@ -64,3 +64,12 @@ def test_readme_documents_every_variable_the_settings_read():
     missing = sorted(name for name in env.READ
                      if not name.endswith("_FILE") and f"`{name}`" not in readme)
     assert not missing, f"README.md does not document: {missing}"
+
+
+@pytest.mark.parametrize("service", PORTSIDE_SERVICES)
+def test_every_production_process_logs_json(service):
+    from mft import logs
+
+    environment = COMPOSE["services"][service]["environment"]
+    assert environment["MFT_LOG_FORMAT"] == "json"
+    assert environment["MFT_LOG_FORMAT"] in logs.FORMATS

@@ -246,3 +246,12 @@ def test_dashboard_users_enrol_their_own_authenticator(cast):
         f"/api/v1/users/{cast.admin.user.pk}/authenticator/", format="json")
     assert response.status_code == 400 and "enrol" in response.json()["detail"]
     assert not TOTPDevice.objects.filter(user=cast.admin.user).exists()
+
+
+def test_posture_lists_ftps_users_who_log_in_with_one_factor(partner):
+    from mft import posture
+
+    single = {f.id: f for f in posture.findings(verify_audit=False)}["mfa.ftps-single-factor"]
+    assert "alice" in single.detail and single.severity == "low"
+    users.update_user(partner.user, origin=ADMIN, ftps_mfa_required=True)
+    assert "mfa.ftps-single-factor" not in {f.id for f in posture.findings(verify_audit=False)}

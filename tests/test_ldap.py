@@ -14,11 +14,12 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.test import Client
 
-from accounts import services
+from accounts import services, tokens
 from accounts.models import LoginFailure, Partner, User
 from audit.models import AuditEvent
 from mft.errors import LoginRefused, LoginUnavailable
 from tests import certs
+from tests.api_client import client_for
 from tests.audit_log import wait_for_event
 from tests.ftps_client import ResumingFTP, client_context, login, reply
 from tests.ldap_server import GROUPS, PEOPLE, SERVICE_DN, Slapd, find_slapd, start_slapd
@@ -350,6 +351,30 @@ def test_start_tls_refuses_a_directory_certificate_from_another_ca(tls_slapd, mo
         services.login(services.LoginAttempt("pat", passwords["pat"], "ftps", "192.0.2.45"))
 
 
+def test_ldaps_verifies_the_directory_against_the_ca_file(tls_slapd, monkeypatch, settings,
+                                                         tmp_path):
+    server, ca = tls_slapd
+    Partner.objects.create(name="Acme Corp")
+    passwords = _people(server)
+    use_directory(monkeypatch, settings, tmp_path,
+                  **{**_env(server, tmp_path), "MFT_LDAP_URI": server.ldaps_uri},
+                  MFT_LDAP_CA_FILE=ca.cert_path)
+    assert services.login(services.LoginAttempt("pat", passwords["pat"], "ftps",
+                                                "192.0.2.46")).role == User.Role.PARTNER
+
+
+def test_ldaps_refuses_a_directory_certificate_from_another_ca(tls_slapd, monkeypatch,
+                                                              settings, tmp_path):
+    server, _ = tls_slapd
+    passwords = _people(server)
+    stranger = certs.make(tmp_path, "Yet Another CA", is_ca=True, days=(-1, 30))
+    use_directory(monkeypatch, settings, tmp_path,
+                  **{**_env(server, tmp_path), "MFT_LDAP_URI": server.ldaps_uri},
+                  MFT_LDAP_CA_FILE=stranger.cert_path)
+    with pytest.raises(LoginUnavailable):
+        services.login(services.LoginAttempt("pat", passwords["pat"], "ftps", "192.0.2.47"))
+
+
 # --- configuration --------------------------------------------------------------------------
 
 
@@ -425,3 +450,131 @@ def test_checks_warn_about_clear_or_unverified_directory_connections(monkeypatch
     for name, value in directory_settings().items():
         setattr(settings, name, value)
     assert check_directory_tls() == []
+
+
+# --- between logins: tokens, sessions, password resets ---------------------------------------
+
+
+def _token_for(directory: Directory, uid: str) -> str:
+    """Log a person in once (creating their row) and return a new read token of theirs."""
+    user = services.login(directory.attempt(uid, protocol="web"))
+    return tokens.create_api_token(user, scopes=["read"]).secret
+
+
+def _api(secret: str) -> int:
+    """Return the status of an API read made with a bearer token."""
+    return Client().get("/api/v1/audit-events/", HTTP_AUTHORIZATION=f"Bearer {secret}"
+                        ).status_code
+
+
+def test_a_token_of_a_user_disabled_in_the_directory_is_refused_once_reread(directory,
+                                                                            settings):
+    settings.AUTH_LDAP_RECHECK_SECONDS = 0
+    secret = _token_for(directory, "audrey")
+    assert _api(secret) == 200
+    directory.server.modify(directory.group("disabled"), "add", "member",
+                            directory.dn("audrey"))
+    assert _api(secret) == 401
+    assert not User.objects.get(username="audrey").is_active
+    event = AuditEvent.objects.filter(action="login", outcome="failure").latest("id")
+    assert event.details["reason"] == "account disabled in the directory"
+
+
+def test_a_token_keeps_the_last_known_state_until_the_reread_is_due(directory, settings):
+    settings.AUTH_LDAP_RECHECK_SECONDS = 3600
+    secret = _token_for(directory, "audrey")
+    directory.server.modify(directory.group("disabled"), "add", "member",
+                            directory.dn("audrey"))
+    assert _api(secret) == 200  # the documented limit: at most MFT_LDAP_RECHECK_SECONDS
+    settings.AUTH_LDAP_RECHECK_SECONDS = 0
+    assert _api(secret) == 401
+
+
+def test_a_token_of_a_user_taken_out_of_every_role_group_is_refused(directory, settings):
+    settings.AUTH_LDAP_RECHECK_SECONDS = 0
+    secret = _token_for(directory, "audrey")
+    directory.server.modify(directory.group("auditors"), "delete", "member",
+                            directory.dn("audrey"))
+    assert _api(secret) == 401
+    change = AuditEvent.objects.filter(action="user.update", object_repr="audrey").get()
+    assert change.details["before"]["is_active"] and not change.details["after"]["is_active"]
+
+
+def test_a_token_of_a_user_deleted_from_the_directory_is_refused(directory, settings):
+    settings.AUTH_LDAP_RECHECK_SECONDS = 0
+    secret = _token_for(directory, "audrey")
+    admin = directory.server.connection()
+    try:
+        admin.delete_s(directory.dn("audrey"))
+    finally:
+        admin.unbind_s()
+    assert _api(secret) == 401
+    assert not User.objects.get(username="audrey").is_active
+
+
+def test_a_token_gets_503_while_the_directory_cannot_be_asked(directory, settings):
+    settings.AUTH_LDAP_RECHECK_SECONDS = 0
+    secret = _token_for(directory, "audrey")
+    directory.server.stop()
+    assert _api(secret) == 503
+    assert User.objects.get(username="audrey").is_active
+
+
+def _signed_in(directory: Directory, uid: str) -> Client:
+    """Return a dashboard client signed in as an auditor of the directory."""
+    client = Client()
+    response = client.post("/login/", {"username": uid, "password": directory.passwords[uid]})
+    assert response.status_code == 302 and client.get("/").status_code == 200
+    return client
+
+
+def test_a_dashboard_session_ends_once_the_directory_disables_the_user(directory, settings):
+    client = _signed_in(directory, "audrey")
+    settings.AUTH_LDAP_RECHECK_SECONDS = 0
+    directory.server.modify(directory.group("disabled"), "add", "member",
+                            directory.dn("audrey"))
+    response = client.get("/")
+    assert response.status_code == 302 and response["Location"].startswith("/login/")
+
+
+def test_a_dashboard_session_outlives_a_directory_outage(directory, settings):
+    client = _signed_in(directory, "audrey")
+    settings.AUTH_LDAP_RECHECK_SECONDS = 0
+    directory.server.stop()
+    assert client.get("/").status_code == 200
+
+
+def test_an_admin_cannot_reset_a_directory_users_password(directory, cast):
+    pat = services.login(directory.attempt("pat"))
+    response = client_for(cast.admin.user, "admin").post(
+        f"/api/v1/users/{pat.pk}/reset-password/")
+    assert response.status_code == 409, response.content
+    assert "directory" in response.json()["detail"]
+    assert not User.objects.get(pk=pat.pk).has_usable_password()
+    assert not AuditEvent.objects.filter(action="password.change").exists()
+
+
+def test_posture_reports_clear_and_unverified_directory_connections(monkeypatch, settings):
+    pytest.importorskip("ldap", reason="python-ldap not installed: "
+                                       "pip install -r requirements-ldap.txt")
+    from mft import posture
+    from mft.directory import directory_settings
+
+    for name, value in {"MFT_LDAP_URI": "ldap://ldap1.example.org",
+                        "MFT_LDAP_USER_SEARCH_BASE": PEOPLE,
+                        "MFT_LDAP_GROUP_SEARCH_BASE": GROUPS,
+                        "MFT_LDAP_ROLE_GROUPS": ROLE_GROUPS,
+                        "MFT_LDAP_TLS_VERIFY": "off"}.items():
+        monkeypatch.setenv(name, value)
+    for name, value in directory_settings().items():
+        setattr(settings, name, value)
+    found = {f.id: f for f in posture.findings(verify_audit=False)}
+    assert found["ldap.cleartext"].severity == "high"
+    assert "ldap1.example.org" in found["ldap.cleartext"].detail
+    assert "ldap.tls-unverified" in found
+    monkeypatch.setenv("MFT_LDAP_URI", "ldaps://ldap1.example.org")
+    monkeypatch.setenv("MFT_LDAP_TLS_VERIFY", "on")
+    for name, value in directory_settings().items():
+        setattr(settings, name, value)
+    assert not {"ldap.cleartext", "ldap.tls-unverified"} & {
+        f.id for f in posture.findings(verify_audit=False)}

@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from django.test import Client, override_settings
@@ -20,7 +21,7 @@ from accounts import tokens
 from accounts.services import LoginAttempt
 from audit.events import Origin
 from mft.errors import LoginRefused
-from monitoring.collectors import signature_date
+from monitoring.signatures import signature_date
 from tests import certs, ftps_client
 from tests.live_worker import ROOT
 from transfers import uploads
@@ -129,6 +130,14 @@ def test_gauges_come_from_the_database(cast, admin_client, tmp_path):
     assert value(samples, "portside_scanner_up") == 0  # no clamd configured in this test
     assert value(samples, "portside_broker_up") == 1
     assert not any(name == "portside_collector_errors" for name, _ in samples)
+
+
+def test_server_certificate_days_to_expiry_are_served(admin_client, tmp_path):
+    served = certs.make(tmp_path, "mft.example.com", days=(-1, 45))
+    with override_settings(TLS_CERT_FILE=Path(served.cert_path)):
+        samples = scrape(admin_client)
+    assert 44.9 < value(samples, "portside_server_certificate_expiry_days",
+                        certificate="ftps") <= 45
 
 
 def test_scanner_gauge_reads_a_live_clamd(admin_client, clamd):

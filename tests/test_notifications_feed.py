@@ -7,11 +7,13 @@ import time
 
 import pytest
 from django.db import connection, transaction
+from rest_framework.test import APIClient
 
 from accounts.models import Partner
 from mft.errors import InvalidInput
 from notifications import services
 from notifications.models import OutboundEvent
+from tests.api_client import client_for, make_ready, store
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -101,3 +103,40 @@ def test_feed_writer_waits_for_an_open_one_so_cursors_never_skip():
     assert ids["first"] < ids["second"]
     assert [e.event for e in services.events_after(0, 10).events] == ["file.first",
                                                                        "file.second"]
+
+
+def _feed(client, **params: object) -> dict:
+    response = client.get("/api/v1/events/", params)
+    assert response.status_code == 200, response.content
+    return response.json()
+
+
+def test_api_feed_pages_a_real_file_ready_event_with_its_cursor(cast, settings):
+    before = services.events_after(None, 1000).next_cursor
+    stored = make_ready(store(cast.partner.user, "/feed.csv", b"a;b\n"), settings)
+    _notify("delivery.failed")
+    client = client_for(cast.admin.user, "read")
+    first = _feed(client, cursor=before, limit=1)
+    [ready] = first["events"]
+    assert ready["event"] == "file.ready" and ready["data"]["file"]["id"] == stored.pk
+    assert ready["partner"] == {"id": cast.partner.user.partner_id, "name": "Acme Corp"}
+    assert first["has_more"] and first["next_cursor"] == ready["id"]
+    second = _feed(client, cursor=first["next_cursor"], limit=1)
+    assert [e["event"] for e in second["events"]] == ["delivery.failed"]
+    assert not second["has_more"]
+    assert _feed(client, cursor=second["next_cursor"])["events"] == []
+
+
+def test_api_feed_shows_a_partner_only_its_own_events(cast):
+    mine = _notify(partner=cast.partner.user.partner)
+    _notify(partner=cast.outsider.user.partner)
+    _notify("ban.created")
+    page = _feed(client_for(cast.partner.user, "read"))
+    assert [e["id"] for e in page["events"]] == [str(mine.pk)]
+
+
+def test_api_feed_refuses_a_bad_cursor_and_an_anonymous_caller(cast):
+    client = client_for(cast.admin.user, "read")
+    assert client.get("/api/v1/events/", {"cursor": "abc"}).status_code == 400
+    assert client.get("/api/v1/events/", {"limit": "many"}).status_code == 400
+    assert APIClient().get("/api/v1/events/").status_code == 401

@@ -288,3 +288,19 @@ def test_webhook_secrets_are_resealed_under_a_new_master_key(monkeypatch):
     assert sealing.key_id_of(row.secret_sealed) == new_key.key_id
     assert subscriptions.webhook_secret(row) == created.secret
     assert subscriptions.reseal_secrets() == 0
+
+
+@pytest.mark.slow
+def test_real_worker_holding_a_file_sends_the_file_held_alert(cast, start_worker):
+    with webhook_receiver() as receiver:
+        created = _hook(receiver.url, events_filter=["file.held"])
+        start_worker(MFT_CLAMD="")  # scanning on but no scanner: the pipeline holds the file
+        stored = _store(cast.partner.user, "/held.csv", b"x;y\n")
+        [request] = receiver.wait_for(1, timeout=60)
+    assert created.secret
+    assert signing.verify(created.secret, request.body, request.headers["X-Portside-Timestamp"],
+                          request.headers["X-Portside-Signature"])
+    body = json.loads(request.body)
+    assert body["event"] == "file.held"
+    assert body["data"]["file"]["id"] == stored.pk and body["data"]["file"]["state"] == "held"
+    assert "no virus scanner configured" in body["data"]["file"]["reason"]

@@ -40,7 +40,8 @@ from audit.events import SYSTEM
 from audit.models import AuditEvent
 from mft import oidc
 from sso.models import IdentityProviderDevice, SsoIdentity
-from tests.dashboard.test_browser import FLAGS
+from tests.dashboard.chromium import FLAGS
+from tests.dashboard.conftest import verified_session
 from tests.oidc_provider.running import RunningProvider
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -157,7 +158,10 @@ def test_admin_with_mfa_at_the_provider_lands_on_the_overview(idp):
     assert SsoIdentity.objects.get(user=user).issuer == idp.issuer
     assert IdentityProviderDevice.objects.filter(user=user, confirmed=True).exists()
     [event] = _logins("ada", AuditEvent.Outcome.SUCCESS)
-    assert event.details["method"] == "oidc" and event.details["amr"] == ["pwd", "mfa"]
+    assert event.details["method"] == "oidc+provider-mfa"
+    first = AuditEvent.objects.get(action="login.oidc", actor="ada")
+    assert first.details["method"] == "oidc" and first.details["amr"] == ["pwd", "mfa"]
+    assert first.pk < event.pk
 
 
 def test_admin_without_mfa_at_the_provider_must_pass_local_totp(idp):
@@ -165,9 +169,12 @@ def test_admin_without_mfa_at_the_provider_must_pass_local_totp(idp):
     session, enrol = _sso(idp, "bob", password)
     assert enrol.url.endswith("/login/enrol/"), enrol.url
     assert not _on_overview(session.get(f"{idp.client_base}/", timeout=30))
+    assert _logins("bob", AuditEvent.Outcome.SUCCESS) == []  # not signed in yet
     codes = _submit(session, enrol, code=_code_for(enrol))
     assert 'id="recovery-codes"' in codes.text
     assert _on_overview(session.get(f"{idp.client_base}/", timeout=30))
+    [signed_in] = _logins("bob", AuditEvent.Outcome.SUCCESS)
+    assert signed_in.details["method"] == "oidc+totp"
     assert not IdentityProviderDevice.objects.filter(user__username="bob").exists()
     # Signing in again asks for the enrolled authenticator's code, and a wrong one fails.
     second, verify = _sso(idp, "bob", password)
@@ -240,6 +247,64 @@ def test_a_partner_account_never_signs_in_through_sso(idp):
     assert User.objects.get(username="ivan").role == User.Role.PARTNER
     [event] = _logins("ivan", AuditEvent.Outcome.FAILURE)
     assert event.details["reason"] == "partner or API account"
+
+
+def _rejections() -> list[AuditEvent]:
+    return list(AuditEvent.objects.filter(action="login", outcome=AuditEvent.Outcome.FAILURE,
+                                          actor="(single sign-on)"))
+
+
+def _started(idp: RunningProvider) -> tuple[requests.Session, str]:
+    """Start a sign-in at Portside; return the browser session and the state it was given."""
+    session = requests.Session()
+    redirect = session.get(f"{idp.client_base}/oidc/authenticate/", allow_redirects=False,
+                           timeout=30)
+    match = re.search(r"[?&]state=([^&]+)", redirect.headers.get("Location", ""))
+    assert redirect.status_code == 302 and match, redirect.headers
+    return session, match.group(1)
+
+
+def test_a_forged_code_is_refused_by_the_provider_and_audited(idp):
+    session, state = _started(idp)
+    page = session.get(f"{idp.client_base}/oidc/callback/",
+                       params={"code": secrets.token_urlsafe(20), "state": state}, timeout=30)
+    assert page.status_code == 400 and "was not accepted" in page.text
+    [event] = _rejections()
+    assert "answered HTTP 400" in event.details["reason"]
+    assert event.details["method"] == "oidc"
+
+
+def test_a_forged_state_is_refused_and_audited(idp):
+    session, _ = _started(idp)
+    page = session.get(f"{idp.client_base}/oidc/callback/",
+                       params={"code": "x", "state": secrets.token_urlsafe(20)}, timeout=30)
+    assert page.status_code == 400
+    [event] = _rejections()
+    assert "state not found" in event.details["reason"]
+
+
+def test_an_id_token_from_another_issuer_is_refused_and_audited(idp, settings):
+    settings.OIDC_OP_AUTHORIZATION_ENDPOINT = f"{idp.issuer}/authorize/"
+    settings.OIDC_OP_TOKEN_ENDPOINT = f"{idp.issuer}/token/"
+    settings.OIDC_OP_USER_ENDPOINT = f"{idp.issuer}/userinfo/"
+    settings.OIDC_OP_JWKS_ENDPOINT = f"{idp.issuer}/.well-known/jwks.json"
+    settings.OIDC_ISSUER = "https://idp.elsewhere.example"
+    _, page = _sso(idp, "kim", _person(idp, "kim", ["portside-admins"], amr=["mfa"]))
+    assert page.status_code == 400 and not _on_overview(page)
+    assert not User.objects.filter(username="kim").exists()
+    [event] = _rejections()
+    assert "another issuer" in event.details["reason"]
+
+
+def test_an_admin_cannot_reset_the_password_of_a_single_sign_on_user(idp, cast):
+    _sso(idp, "lena", _person(idp, "lena", ["portside-ops"], amr=["mfa"]))
+    lena = User.objects.get(username="lena")
+    admin_client = Client()
+    verified_session(admin_client, cast.admin.user)
+    assert b'id="user-reset-password"' not in admin_client.get(f"/users/{lena.pk}/").content
+    page = admin_client.post(f"/users/{lena.pk}/reset-password/", follow=True)
+    assert "single sign-on provider" in page.content.decode()
+    assert not User.objects.get(pk=lena.pk).has_usable_password()
 
 
 def test_explicit_endpoints_work_without_discovery(idp, settings):

@@ -361,6 +361,27 @@ def test_encrypt_streams_64_mib_without_holding_it(keyring: Keyring, partner: st
     assert peak < 8 << 20, f"peak Python memory {peak} bytes"
 
 
+def test_decrypt_streams_64_mib_without_holding_it(
+    keyring: Keyring, platform_key: str, tmp_path: Path
+) -> None:
+    size = 64 << 20
+    message = tmp_path / "inbound.pgp"
+    with message.open("wb") as dst:
+        keyring.encrypt_stream(
+            io.BufferedReader(_PatternReader(size)), dst, [platform_key], compress=False
+        )
+    counted = _CountingWriter()
+    tracemalloc.start()
+    try:
+        with message.open("rb") as src, io.BufferedWriter(counted) as dst:
+            keyring.decrypt_stream(src, dst, passphrase=PLATFORM_PASSPHRASE)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert counted.size == size
+    assert peak < 8 << 20, f"peak Python memory {peak} bytes"
+
+
 # Inbound: partners encrypt to the platform
 
 

@@ -10,6 +10,7 @@ import pytest
 
 from accounts.models import Partner, PgpKey
 from audit.events import Origin
+from tests.clamd_server import EICAR
 from transfers import pgp, pipeline, storage, uploads
 from transfers.models import DlpRule, FileState, StoredFile
 from transfers.pgp_step import platform_keyring
@@ -148,3 +149,33 @@ def test_a_real_worker_decrypts_a_pgp_upload_and_blocks_by_dlp(cast, keys, setti
     blocked = _wait(blocked, FileState.REJECTED)
     assert blocked.steps.get(name="decrypt").outcome == "decrypted"
     assert "cards (1)" in blocked.state_reason
+
+
+def test_eicar_inside_a_pgp_upload_is_scanned_as_plaintext_and_quarantined(cast, keys,
+                                                                           settings, clamd):
+    platform_fpr, ring, _, _ = keys
+    settings.SCAN_MODE, settings.CLAMD_ADDRESS = "on", clamd.address
+    stored = _run(_store(cast.partner.user, "/evil.pgp",
+                         _encrypt(ring, platform_fpr, EICAR, sign=None)))
+    assert stored.steps.get(name="decrypt").outcome == "decrypted"
+    assert stored.state == FileState.INFECTED and "Eicar" in stored.scan_signature
+
+
+def test_a_real_worker_rejects_an_unsigned_upload_and_flags_by_dlp(cast, keys, settings,
+                                                                  start_worker):
+    platform_fpr, ring, partner_fpr, partner_pass = keys
+    partner = cast.partner.user.partner
+    Partner.objects.filter(pk=partner.pk).update(pgp_signature_required=True)
+    _register(partner, ring, partner_fpr)
+    DlpRule.objects.create(partner=partner, name="cards", kind="card", action="flag")
+    start_worker(MFT_SCAN="off", MFT_PGP_PASSPHRASE=settings.PGP_PASSPHRASE)
+    unsigned = _store(cast.partner.user, "/unsigned.pgp",
+                      _encrypt(ring, platform_fpr, b"order 8\n", sign=None))
+    flagged = _store(cast.partner.user, "/cards.pgp",
+                     _encrypt(ring, platform_fpr, CARD, sign=(partner_fpr, partner_pass)))
+    unsigned = _wait(unsigned, FileState.REJECTED, FileState.READY)
+    assert unsigned.state == FileState.REJECTED and "signature" in unsigned.state_reason
+    flagged = _wait(flagged, FileState.READY, FileState.REJECTED)
+    assert flagged.state == FileState.READY
+    assert flagged.steps.get(name="dlp").details["findings"] == [
+        {"rule": "cards", "kind": "card", "count": 1}]

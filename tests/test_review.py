@@ -70,7 +70,10 @@ def test_quarantined_file_released_returns_to_the_home_ready(cast):
                                         origin=ADMIN)
     assert stored.state == FileState.READY
     assert Path(stored.storage_path) == uploads.home_of(cast.partner.user) / "fp.txt"
-    assert AuditEvent.objects.filter(action="quarantine.release").exists()
+    event = AuditEvent.objects.get(action="quarantine.release")
+    assert event.details["reason"] == "false positive" and event.actor == "root-admin"
+    assert (event.details["before"]["state"], event.details["after"]["state"]) == \
+        (FileState.INFECTED, FileState.READY)
 
 
 def test_quarantined_file_deleted_leaves_no_bytes(cast):
@@ -78,6 +81,10 @@ def test_quarantined_file_deleted_leaves_no_bytes(cast):
     review.delete_stopped(stored, reason="confirmed malware", origin=ADMIN)
     stored.refresh_from_db()
     assert stored.state == FileState.DELETED and not Path(stored.storage_path).exists()
+    event = AuditEvent.objects.get(action="review.delete", object_id=str(stored.pk))
+    assert event.details["reason"] == "confirmed malware" and event.actor == "root-admin"
+    assert (event.details["before"]["state"], event.details["after"]["state"]) == \
+        (FileState.INFECTED, FileState.DELETED)
 
 
 def test_stuck_files_are_reported_and_the_command_exits_non_zero(cast):

@@ -246,6 +246,18 @@ class Keyring:
             raise PgpError(f"No key {fingerprint} in the keyring.")
         return str(armored)
 
+    def signing_key(self) -> str:
+        """Return the fingerprint of the keyring's own (secret) key that may sign, newest first."""
+        now = datetime.now(UTC)
+        usable = [key for key in self._gpg(agent=False).list_keys(secret=True)
+                  if "s" in str(key.get("cap", "")).lower()]
+        usable = [key for key in usable
+                  if not (expires := _timestamp(str(key.get("expires", "")))) or expires > now]
+        if not usable:
+            raise PgpError("the keyring holds no secret key that can sign")
+        newest = max(usable, key=lambda key: int(key.get("date") or 0))
+        return str(newest["fingerprint"])
+
     def key_info(self, fingerprint: str) -> KeyInfo:
         """Return what the keyring holds for this fingerprint, usable or not."""
         return _key_info(self._listing(_check_fingerprint(fingerprint)))

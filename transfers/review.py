@@ -15,6 +15,11 @@ from transfers import pipeline, uploads
 from transfers.models import FileState, PipelineStep, StoredFile
 
 
+def _state_of(stored: StoredFile) -> dict[str, str]:
+    """Describe a file's state for an audit event's before/after."""
+    return {"state": stored.state, "reason": stored.state_reason}
+
+
 def _require_reason(reason: str) -> str:
     """Refuse a decision without a written reason."""
     if not reason.strip():
@@ -32,6 +37,7 @@ def release_quarantined(stored: StoredFile, *, reason: str, origin: Origin) -> S
     target = Path(uploads.home_of(stored.owner)) / stored.path.lstrip("/")
     if uploads.live_file(stored.owner, stored.path) is not None or target.exists():
         raise Conflict(f"{stored.path} is taken by another file; rename or delete it first")
+    before = _state_of(stored)
     with transaction.atomic():
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(stored.storage_path, target)
@@ -39,10 +45,12 @@ def release_quarantined(stored: StoredFile, *, reason: str, origin: Origin) -> S
         StoredFile.objects.filter(pk=stored.pk).update(
             state=FileState.READY, state_reason=f"released by {origin.actor}: {why}",
             storage_path=str(target), state_changed_at=now, ready_at=now)
+        stored.refresh_from_db()
         events.file_event(origin=origin, action="quarantine.release", stored_file=stored,
                           path=stored.path, details={"reason": why,
-                                                     "signature": stored.scan_signature})
-    stored.refresh_from_db()
+                                                     "signature": stored.scan_signature,
+                                                     "before": before,
+                                                     "after": _state_of(stored)})
     return stored
 
 
@@ -51,13 +59,17 @@ def delete_stopped(stored: StoredFile, *, reason: str, origin: Origin) -> None:
     why = _require_reason(reason)
     if stored.state not in (FileState.INFECTED, FileState.HELD, FileState.REJECTED):
         raise Conflict(f"file is {stored.state}; only stopped files are deleted here")
+    before = _state_of(stored)
     with transaction.atomic():
         Path(stored.storage_path).unlink(missing_ok=True)
         StoredFile.objects.filter(pk=stored.pk).update(
             state=FileState.DELETED, state_reason=f"deleted by {origin.actor}: {why}",
             state_changed_at=timezone.now())
+        stored.refresh_from_db()
         events.file_event(origin=origin, action="review.delete", stored_file=stored,
-                          path=stored.path, details={"reason": why, "was": stored.state})
+                          path=stored.path, details={"reason": why, "was": before["state"],
+                                                     "before": before,
+                                                     "after": _state_of(stored)})
 
 
 def release_held(stored: StoredFile, *, reason: str, origin: Origin) -> None:
@@ -73,8 +85,10 @@ def release_held(stored: StoredFile, *, reason: str, origin: Origin) -> None:
         step.finished_at = timezone.now()
         step.save()
         events.file_event(origin=origin, action="review.release", stored_file=stored,
-                          path=stored.path, details={"reason": why,
-                                                     "held_for": stored.state_reason})
+                          path=stored.path, details={
+                              "reason": why, "held_for": stored.state_reason,
+                              "before": {**_state_of(stored), "scan": "waiting"},
+                              "after": {**_state_of(stored), "scan": "released by admin"}})
         file_id = stored.pk
         transaction.on_commit(lambda: pipeline.enqueue(file_id))
 

@@ -12,6 +12,7 @@ from django.views.decorators.http import require_POST
 from audit import chain, exporters
 from audit.filters import AuditEventFilter
 from audit.models import AuditEvent
+from audit.partners import about_partner
 from dashboard.access import is_htmx, origin_of, requires
 from dashboard.forms import AuditFilterForm
 
@@ -19,10 +20,13 @@ PAGE_SIZE = 50
 
 
 def _matching(form: AuditFilterForm) -> QuerySet[AuditEvent]:
-    """Return the events the form selects (the API's filter set, plus the text search)."""
+    """Return the events the form selects (the API's filter set, partner and text search)."""
     if not form.is_valid():
         return AuditEvent.objects.none()
     events = AuditEventFilter(form.filter_data(), queryset=AuditEvent.objects.all()).qs
+    partner = form.cleaned_data.get("partner")
+    if partner is not None:
+        events = events.filter(about_partner(partner))
     text = form.cleaned_data.get("q")
     if text:
         events = events.filter(Q(object_repr__icontains=text) | Q(actor__icontains=text)

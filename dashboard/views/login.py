@@ -21,13 +21,16 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 from django_otp import login as otp_login
 from django_otp.models import Device
+from django_otp.plugins.otp_static.models import StaticDevice
 
 from accounts import mfa, services
 from accounts.models import User
+from audit.events import Origin
 from dashboard import qr
 from dashboard.access import client_ip, is_dashboard_user, origin_of
 from dashboard.forms import CodeForm, EnrolForm, LoginForm
 from mft.errors import LoginRefused, PortsideError, TemporarilyUnavailable
+from sso.models import IdentityProviderDevice
 
 PENDING = "dashboard.pending_login"
 PENDING_SECONDS = 300
@@ -51,9 +54,25 @@ def _pending_user(request: HttpRequest) -> User | None:
     return User.objects.filter(pk=pending["user"], is_active=True).first()
 
 
+def _factors(first: str, device: Device | None) -> str:
+    """Name the factors a dashboard sign-in used, for the audit log."""
+    if device is None:
+        return first
+    if isinstance(device, IdentityProviderDevice):
+        return f"{first}+provider-mfa"
+    return f"{first}+{'recovery-code' if isinstance(device, StaticDevice) else 'totp'}"
+
+
 def _finish(request: HttpRequest, user: User, device: Device | None) -> None:
     """Sign the user in to the session, marked verified by the device when there is one."""
-    after = request.session.get(PENDING, {}).get("next")
+    pending = request.session.get(PENDING, {})
+    after = pending.get("next")
+    if pending.get("first_factor"):
+        # Only now is the sign-in complete: the audit log's `login` says so, not the
+        # password step before it (that one is `login.password`).
+        services.complete_login(user, origin=Origin(source_ip=client_ip(request),
+                                                    protocol="web"),
+                                method=_factors(pending["first_factor"], device))
     auth_login(request, user, backend=_BACKEND)
     if device is not None:
         otp_login(request, device)
@@ -76,7 +95,7 @@ def login(request: HttpRequest) -> HttpResponse:
                                         password=form.cleaned_data["password"],
                                         protocol="web", source_ip=client_ip(request))
         try:
-            user = services.login(attempt)
+            user = services.login(attempt, more_steps=True)
         except LoginRefused as refusal:
             form.add_error(None, str(refusal))
         except TemporarilyUnavailable as outage:
@@ -84,21 +103,24 @@ def login(request: HttpRequest) -> HttpResponse:
             return render(request, "dashboard/login.html",
                           {"form": form, "next": wanted or ""}, status=503)
         else:
-            return after_first_factor(request, user, wanted)
+            return after_first_factor(request, user, wanted, first_factor="password")
     return render(request, "dashboard/login.html", {"form": form, "next": wanted or ""})
 
 
 def after_first_factor(request: HttpRequest, user: User, wanted: str | None, *,
-                       verified_by: Device | None = None) -> HttpResponse:
+                       verified_by: Device | None = None,
+                       first_factor: str | None = None) -> HttpResponse:
     """Start the second-factor step, or sign in a role that has none.
 
-    Called after the password, or after single sign-on (sso) with `verified_by` when the
+    Called after the password (`first_factor="password"`: the `login` event is written
+    when the session starts), or after single sign-on (sso) with `verified_by` when the
     identity provider asserted a second factor itself.
     """
     if not is_dashboard_user(user):
         return render(request, "dashboard/no_access.html", status=403)
     request.session.cycle_key()
-    request.session[PENDING] = {"user": user.pk, "at": time.time(), "next": wanted}
+    request.session[PENDING] = {"user": user.pk, "at": time.time(), "next": wanted,
+                                "first_factor": first_factor}
     if verified_by is not None:
         _finish(request, user, verified_by)
         return HttpResponseRedirect(_next_page(request))

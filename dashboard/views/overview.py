@@ -9,6 +9,7 @@ from accounts import expiring
 from dashboard import charts
 from dashboard.access import can, requires
 from dashboard.views.sessions import panel_context
+from deliveries import stats as delivery_stats
 from mft import health
 from transfers import stats
 from transfers.models import FileState, StoredFile
@@ -22,6 +23,7 @@ def overview(request: HttpRequest) -> HttpResponse:
     series = stats.volume_by_hour(24)
     context = {
         "counts": stats.counts(24),
+        "failing": delivery_stats.failing(24),
         "health": health.report(),
         "expiring": expiring.within(expiring.WARNING_DAYS),
         "warning_days": expiring.WARNING_DAYS,

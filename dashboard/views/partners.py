@@ -11,11 +11,13 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 
 from accounts.models import Partner, User
-from accounts.onboarding import onboard_partner
 from audit.models import AuditEvent
+from audit.partners import about_partner
 from dashboard import connection
 from dashboard.access import origin_of, requires
 from dashboard.forms import NewPartnerForm
+from deliveries.models import Route
+from deliveries.onboarding import onboard_with_routes
 from mft.errors import PortsideError
 
 RECENT = 20
@@ -34,19 +36,18 @@ def partner_list(request: HttpRequest) -> HttpResponse:
 
 @requires("view_partners")
 def partner_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    """Show a partner's users, certificates, keys, recent files and recent activity."""
+    """Show a partner's users, credentials, endpoints, routes, recent files and activity."""
     partner = get_object_or_404(Partner, pk=pk)
-    members = list(partner.users.values_list("pk", "username"))
-    about = (Q(actor__in=[name for _, name in members])
-             | Q(object_type="partner", object_id=str(partner.pk))
-             | Q(object_type="user", object_id__in=[str(pk) for pk, _ in members]))
     context = {
         "partner": partner,
         "users": partner.users.order_by("username"),
         "certificates": partner.certificates.select_related("user").order_by("not_after"),
         "pgp_keys": partner.pgp_keys.order_by("expires_at"),
+        "outgoing": Route.objects.filter(Q(source_user__partner=partner)
+                                         | Q(source_partner=partner))
+        .select_related("endpoint__partner", "source_user").order_by("name"),
         "files": partner.files.order_by("-created_at")[:RECENT],
-        "activity": AuditEvent.objects.filter(about).order_by("-id")[:RECENT],
+        "activity": AuditEvent.objects.filter(about_partner(partner)).order_by("-id")[:RECENT],
         "now": timezone.now(),
     }
     return render(request, "dashboard/partner_detail.html", context)
@@ -63,7 +64,8 @@ def partner_new(request: HttpRequest) -> HttpResponse:
     form = NewPartnerForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
-            made = onboard_partner(form.details(), form.first_user(), origin=origin_of(request))
+            made = onboard_with_routes(form.details(), form.first_user(), form.endpoints(),
+                                       origin=origin_of(request))
         except PortsideError as exc:
             form.add_error(None, str(exc))
         else:

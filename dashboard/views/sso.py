@@ -21,8 +21,9 @@ from mozilla_django_oidc.views import (
 )
 
 from dashboard.views.login import after_first_factor
+from mft.client_address import client_ip
 from mft.errors import LoginRefused, TemporarilyUnavailable
-from sso import discovery
+from sso import discovery, services
 
 
 def _refused(request: HttpRequest, message: str, status: int) -> HttpResponse:
@@ -68,7 +69,12 @@ class SsoCallback(OIDCAuthenticationCallbackView):
             return _refused(request, str(refusal), 403)
         except TemporarilyUnavailable as outage:
             return _refused(request, str(outage), 503)
+        except services.AnswerRejected as rejected:
+            return _refused(request, f"The identity provider's answer was not accepted: "
+                                     f"{rejected}", 400)
         except SuspiciousOperation as suspicious:
+            # Checks made before the provider is asked (the state): audited here.
+            services.reject_answer(str(suspicious), source_ip=client_ip(request))
             return _refused(request, f"The identity provider's answer was not accepted: "
                                      f"{suspicious}", 400)
         return response
@@ -77,7 +83,8 @@ class SsoCallback(OIDCAuthenticationCallbackView):
         """Go on as after a password: straight in when the provider did MFA, else TOTP."""
         wanted = self.request.session.pop("oidc_login_next", None)
         device = getattr(self.user, "otp_device", None)
-        return after_first_factor(self.request, self.user, wanted, verified_by=device)
+        return after_first_factor(self.request, self.user, wanted, verified_by=device,
+                                  first_factor="oidc")
 
     def login_failure(self) -> HttpResponse:
         """Send the browser back to the sign-in page with a note."""

@@ -86,6 +86,7 @@ def _detail(request: HttpRequest, account: User, form: UserSettingsForm) -> Http
     context = {"account": account, "form": form,
                "certificates": account.certificates.order_by("not_after"),
                "tokens": account.api_tokens.order_by("-created_at"),
+               "password_keeper": users.password_kept_elsewhere(account),
                "activity": activity.order_by("-id")[:RECENT]}
     return render(request, "dashboard/user_detail.html", context)
 

@@ -103,10 +103,12 @@ def test_a_route_and_a_pull_are_created_and_removed(admin_client, cast):
     pull = {"name": "from-acme", "endpoint": endpoint.pk, "remote_folder": "/out",
             "filename_pattern": "*", "local_user": cast.partner.user.pk, "local_folder": "/",
             "after_download": "keep", "move_to_folder": "", "cron": "*/5 * * * *",
-            "time_zone": "UTC", "max_files_per_run": "100", "enabled": "on"}
+            "time_zone": "UTC", "max_files_per_run": "100", "stable_seconds": "5",
+            "min_age_seconds": "60", "enabled": "on"}
     assert admin_client.post("/endpoints/pull/new/", pull).status_code == 302
     made_route, made_pull = Route.objects.get(), Pull.objects.get()
     assert made_route.filename_pattern == "*.csv" and made_pull.periodic_task is not None
+    assert (made_pull.stable_seconds, made_pull.min_age_seconds) == (5, 60)
     admin_client.post(f"/endpoints/route/{made_route.pk}/remove/")
     admin_client.post(f"/endpoints/pull/{made_pull.pk}/remove/")
     assert not Route.objects.exists() and not Pull.objects.exists()

@@ -34,22 +34,22 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         action = options["action"]
+        origin = events.SYSTEM
         try:
             if action == "import-pem":
-                certificate.install_pem(Path(options["certificate"]).read_bytes(),
-                                        Path(options["key"]).read_bytes())
+                info = certificate.import_pem(Path(options["certificate"]).read_bytes(),
+                                              Path(options["key"]).read_bytes(), origin=origin)
             elif action == "import-pkcs12":
                 password = sys.stdin.readline().rstrip("\n").encode() \
                     if options["password_stdin"] else None
-                certificate.install_pkcs12(Path(options["bundle"]).read_bytes(), password)
+                info = certificate.import_pkcs12(Path(options["bundle"]).read_bytes(), password,
+                                                 origin=origin)
             elif action == "generate":
                 names = options["name"] or certificate.default_names(settings.BIND_ADDRESS)
-                certificate.replace_self_signed(names=names)
+                info = certificate.generate(names, origin=origin)
+            else:
+                info = certificate.describe(settings.TLS_CERT_FILE)
         except (OSError, ValueError) as exc:
             raise CommandError(str(exc)) from None
-        info = certificate.describe(settings.TLS_CERT_FILE)
-        if action != "show":
-            events.admin_change(origin=events.SYSTEM, action="certificate.replace", obj=None,
-                                after=info)
         for key, value in info.items():
             self.stdout.write(f"{key:12} {value}")

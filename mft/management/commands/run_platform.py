@@ -13,6 +13,13 @@ from mft import bootstrap, metrics
 from mft.supervisor import Child, Supervisor
 
 
+def _admin_bind() -> list[str]:
+    """Return gunicorn's extra listener for the admin UI, when it has one."""
+    if settings.ADMIN_PORT is None:
+        return []
+    return ["--bind", f"{settings.ADMIN_BIND_ADDRESS}:{settings.ADMIN_PORT}"]
+
+
 def children() -> list[Child]:
     """Return the processes of a whole platform, built from settings."""
     python = sys.executable
@@ -21,7 +28,7 @@ def children() -> list[Child]:
     if settings.WEB_PORT is not None:
         result.append(Child("web", [
             python, "-m", "gunicorn", "mft.wsgi:application",
-            "--bind", f"{settings.BIND_ADDRESS}:{settings.WEB_PORT}",
+            "--bind", f"{settings.BIND_ADDRESS}:{settings.WEB_PORT}", *_admin_bind(),
             "--workers", str(settings.WEB_WORKERS), "--threads", "4",
             "--graceful-timeout", "10", "--access-logfile", "-",
             "--chdir", str(settings.BASE_DIR)]))
@@ -69,6 +76,9 @@ class Command(BaseCommand):
         if settings.WEB_PORT is not None:
             lines.append(f"  web + API      http://{host}:{settings.WEB_PORT}/  "
                          f"(health: /healthz, API docs: /api/docs/)")
+        if settings.ADMIN_PORT is not None:
+            lines.append(f"  admin UI       http://{settings.ADMIN_BIND_ADDRESS}:"
+                         f"{settings.ADMIN_PORT}/  (the web port then serves the API only)")
         if settings.FTPS_PORT is not None:
             lines.append(f"  FTPS explicit  {host}:{settings.FTPS_PORT} (AUTH TLS)")
         if settings.FTPS_IMPLICIT_PORT is not None:
