@@ -33,7 +33,7 @@ from ftps_gateway.authorizer import SessionAuthorizer
 from ftps_gateway.filesystem import HomeFS
 from ftps_gateway.transfer_files import DownloadFile, Producer, UploadFile
 from mft.errors import LoginRefused, PortsideError, TemporarilyUnavailable
-from transfers import files, uploads
+from transfers import download_audit, files, uploads
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +65,11 @@ class RangePassiveDTP(PassiveDTP):
 
     def handle_accepted(self, sock: Any, addr: Any) -> None:
         """Check a proxied session's data connection by its PROXY header's client."""
-        if not proxy_protocol.accept_data(self, sock, addr, super().handle_accepted):
-            super().handle_accepted(sock, addr)
+        if proxy_protocol.accept_data(self, sock, addr, super().handle_accepted):
+            return
+        if addr[0] != self.cmd_channel.remote_ip:  # pyftpdlib refuses it with a 425
+            self.cmd_channel.audit_refusal("data-address", f"data connection from {addr[0]}")
+        super().handle_accepted(sock, addr)
 
 
 class DataChannel(TLS_DTPHandler):
@@ -81,6 +84,7 @@ class DataChannel(TLS_DTPHandler):
 
     def __init__(self, sock: Any, cmd_channel: Any) -> None:
         self._refusal: PortsideError | None = None
+        self._held: bytes | None = None  # a piece waiting for its quota claim
         self._tls_refused = False
         self._upload_handed_over = False
         self._bandwidth_timer: Any = None
@@ -107,7 +111,9 @@ class DataChannel(TLS_DTPHandler):
         tls.bind_session_context(self.socket, token, require_reuse=not exempt)
 
     def handle_failed_ssl_handshake(self) -> None:
-        refused = tls.is_reuse_refusal(sys.exc_info()[1])
+        error = sys.exc_info()[1]
+        refused = tls.is_reuse_refusal(error)
+        log.info("data connection TLS handshake failed: %r", error)
         self._refuse_tls(tls.REUSE_REQUIRED_REPLY if refused else "522 SSL handshake failed.")
 
     def handle_ssl_established(self) -> None:
@@ -160,17 +166,69 @@ class DataChannel(TLS_DTPHandler):
             self.tot_bytes_received += len(chunk)
             if self._data_wrapper is not None:
                 chunk = self._data_wrapper(chunk)
-            try:
-                self.file_obj.write(chunk)
-            except PortsideError as exc:
-                self._refusal = exc
-                self._resp = (replies.for_error(exc), log.info)
-                self.close()
-                return
-            if self._closed:
+            if not self._take(chunk):
                 return
             if self.bandwidth is not None and self.bandwidth.received(self, len(chunk)):
                 return
+
+    def _take(self, chunk: bytes) -> bool:
+        """Write a received piece; return False when reading stops (quota claim, refusal).
+
+        A piece beyond the quota already claimed waits, with reading held, for a claim
+        on the blocking pool: the database is never called on the loop.
+        """
+        handle: UploadFile = self.file_obj
+        needed = handle.upload.shortfall(len(chunk))
+        if needed:
+            self._held = chunk
+            self.call_later(0, self._hold_reading)
+            if handle.claiming is None:
+                handle.claim(needed, self._after_claim)
+            return False
+        try:
+            handle.write(chunk)
+        except PortsideError as exc:
+            self._refuse_upload(exc)
+            return False
+        if handle.claiming is None and handle.upload.running_low():
+            handle.claim(0, self._after_claim)  # ahead of need, so reading rarely waits
+        return not self._closed
+
+    def _hold_reading(self) -> None:
+        """Leave the loop while a piece waits for quota.
+
+        Scheduled, not done in the read event: on its way out of an event pyftpdlib's TLS
+        mixin may register the channel again (see throttle._pause).
+        """
+        if self._held is not None and not self._closed:
+            self.del_channel()
+
+    def _after_claim(self, needed: int, error: BaseException | None) -> None:
+        """Go on with the held piece once a claim is back; refuse it when none is left."""
+        if self._closed or self._held is None:
+            return  # a claim ahead of need: a failure surfaces when the bytes arrive
+        if isinstance(error, PortsideError) and needed:
+            self._refuse_upload(error)
+            return
+        if error is not None and needed:
+            log.error("quota claim failed", exc_info=error)
+            self._refuse_upload(TemporarilyUnavailable("quota could not be checked"),
+                                reply="451 Could not check the quota; try again.")
+            return
+        chunk, self._held = self._held, None
+        if not self._take(chunk):
+            return
+        if self._bandwidth_timer is None:
+            if self._fileno not in self.ioloop.socket_map:
+                self.add_channel(events=self.ioloop.READ)
+            # TLS may hold decrypted bytes the socket no longer signals: read them now.
+            self.call_later(0, self.handle_read_event)
+
+    def _refuse_upload(self, error: PortsideError, reply: str | None = None) -> None:
+        """Stop an upload a service refused; the control handler removes its bytes."""
+        self._refusal = error
+        self._resp = (reply or replies.for_error(error), log.info)
+        self.close()
 
     def handle_read_event(self) -> None:
         """Read data; TLS handshakes and shutdowns still go through pyftpdlib's mixin."""
@@ -196,6 +254,9 @@ class DataChannel(TLS_DTPHandler):
             completed = (self.transfer_finished and self._refusal is None
                          and self._ended_cleanly())
             refusal_reply = self._resp[0] if self._refusal is not None else None
+            if self._refusal is None and self._resp and self._resp[0].startswith("421"):
+                # A stalled transfer timed out and the session ends now: say so first.
+                self.cmd_channel.respond(self._resp[0])
             self._resp = ()
             super().close()
             self.cmd_channel.upload_closed(upload, completed=completed,
@@ -387,15 +448,15 @@ class ControlHandler(TLS_FTPHandler):
             if cmd == "USER":
                 return self._plain_user(args[0])
             if not (self.user_allows_plain()):
-                return self.respond("530 Log in over TLS: send AUTH TLS first.")
+                return self.refuse(cmd, "530 Log in over TLS: send AUTH TLS first.")
         if cmd in ("PASV", "EPSV", "PORT", "EPRT") and not self._prot:
             if not (self.user and self.user.allow_clear_data):
-                return self.respond("534 Data connections must be protected: send PBSZ 0 "
-                                    "and PROT P first.")
+                return self.refuse(cmd, "534 Data connections must be protected: send PBSZ 0 "
+                                   "and PROT P first.")
             self.audit_session("clear-data", details={"command": cmd})
         if cmd in ("PORT", "EPRT") and not self.active_mode:
-            return self.respond("502 Active mode is disabled on this server; use EPSV or "
-                                "PASV.")
+            return self.refuse(cmd, "502 Active mode is disabled on this server; use EPSV or "
+                               "PASV.")
         # pyftpdlib's own checks (TLS required) are handled above with clearer replies.
         super(TLS_FTPHandler, self).process_command(cmd, *args, **kwargs)
 
@@ -403,18 +464,14 @@ class ControlHandler(TLS_FTPHandler):
 
     def _plain_user(self, username: str) -> None:
         """Accept USER before AUTH only for a user explicitly allowed plain FTP."""
-        def allowed() -> bool:
-            return User.objects.filter(username=username, allow_plain_ftp=True).exists()
-
         def then(ok: bool | None, error: BaseException | None) -> None:
             if ok and error is None:
                 self._plain_allowed_for = username
                 self.ftp_USER(username)
             else:
-                self.respond("530 Log in over TLS: send AUTH TLS before USER.")
-                self.audit_refusal("USER", "USER before AUTH TLS")
+                self.refuse("USER", "530 Log in over TLS: send AUTH TLS before USER.")
 
-        self.defer(allowed, then)
+        self.defer(lambda: services.allows_plain_login(username), then)
 
     def user_allows_plain(self) -> bool:
         """Return True when USER before AUTH was accepted for this username."""
@@ -430,16 +487,14 @@ class ControlHandler(TLS_FTPHandler):
             certificate = tls.peer_certificate_der(self.socket)
         attempt = services.LoginAttempt(
             username=self.username, password=line, protocol="ftps",
-            source_ip=self.remote_ip, certificate_der=certificate)
+            source_ip=self.remote_ip, certificate_der=certificate,
+            encrypted=bool(self._ssl_established))
         origin = self.origin()
         self.defer(lambda: services.login(attempt, origin=origin), self._after_login)
 
     def _after_login(self, user: User | None, error: BaseException | None) -> None:
         if error is not None or user is None:
             self._login_failed(error)
-            return
-        if not self._ssl_established and not user.allow_plain_ftp:
-            self._login_failed(LoginRefused("plain FTP not allowed"))
             return
         self.user = user
         self.authorizer.bind(self.username, user.permissions or [])
@@ -506,6 +561,20 @@ class ControlHandler(TLS_FTPHandler):
         self.audit_session("refused", outcome=events.FAILURE,
                            details={"command": command, "reply": reply[:200]})
 
+    def refuse(self, command: str, reply: str) -> None:
+        """Record a refusal, then send its reply: a security event is never left queued."""
+        origin = self.origin()
+        details = {"command": command, "reply": reply[:200]}
+
+        def then(_result: Any, error: BaseException | None) -> None:
+            if error is not None:
+                log.error("could not record a refusal", exc_info=error)
+            self.respond(reply)
+
+        self.defer(lambda: events.session_event(origin=origin, action="refused",
+                                                outcome=events.FAILURE, details=details),
+                   then)
+
     def on_disconnect(self) -> None:
         origin = self.origin()
         self.background(lambda: events.session_event(origin=origin, action="disconnect"))
@@ -518,6 +587,12 @@ class ControlHandler(TLS_FTPHandler):
         except NoPassivePort:
             self._dtp_acceptor = None
             self.respond("425 No free passive port; try again shortly.")
+
+    def _make_eport(self, ip: str, port: int) -> None:
+        # pyftpdlib refuses these itself (RFC 2577) with a 501; record the refusal too.
+        if ip != self.remote_ip.removeprefix("::ffff:") or port < 1024:
+            self.audit_refusal("PORT", f"data connection to {ip}:{port} refused (FTP bounce)")
+        super()._make_eport(ip, port)
 
     def take_queued_file(self) -> Any:
         """Remove and return the file waiting for a data connection, if any."""
@@ -549,7 +624,7 @@ class ControlHandler(TLS_FTPHandler):
         def then(upload: uploads.Upload | None, error: BaseException | None) -> None:
             if error is not None or upload is None:
                 return self.respond(replies.for_error(error))
-            handle = UploadFile(upload, file)
+            handle = UploadFile(upload, file, self.pool)
             if self.data_channel is not None:
                 self.respond("125 Data connection already open. Transfer starting.")
                 self.data_channel.file_obj = handle
@@ -632,19 +707,13 @@ class ControlHandler(TLS_FTPHandler):
 
     def _audit_download(self, file: str, *, completed: bool) -> None:
         handle = self.data_channel.file_obj if self.data_channel else None
-        details: dict[str, Any] = {"completed": completed}
-        if isinstance(handle, DownloadFile):
-            details.update(bytes=handle.sent, offset=handle.offset,
-                           seconds=round(time.monotonic() - handle.started, 3),
-                           sha256=handle.download.stored.sha256)
-            stored = handle.download.stored
-        else:
-            stored = None
-        origin = self.origin()
-        virtual = self.fs.fs2ftp(file) if self.fs else file
-        self.background(lambda: events.file_event(
-            origin=origin, action="download", stored_file=stored, path=virtual,
-            outcome=events.SUCCESS if completed else events.FAILURE, details=details))
+        if not isinstance(handle, DownloadFile):
+            return  # a listing, not a stored file
+        origin, virtual = self.origin(), self.fs.fs2ftp(file) if self.fs else file
+        sent, seconds = handle.sent, time.monotonic() - handle.started
+        self.background(lambda: download_audit.record_download(
+            handle.download, origin=origin, path=virtual, sent=sent, completed=completed,
+            offset=handle.offset, seconds=seconds))
 
     # --- file commands -------------------------------------------------------------------
 
@@ -706,12 +775,11 @@ class ControlHandler(TLS_FTPHandler):
                               reply="421 PROXY header refused: not a trusted balancer.")
 
     def ftp_CCC(self, line: str) -> None:
-        self.respond("534 CCC refused: the control connection stays encrypted.")
-        self.audit_refusal("CCC", "534")
+        self.refuse("CCC", "534 CCC refused: the control connection stays encrypted.")
 
     def ftp_PROT(self, line: str) -> None:
         if line.upper() == "C" and self.user is not None and not self.user.allow_clear_data:
-            return self.respond("534 Clear data connections are not allowed: use PROT P.")
+            return self.refuse("PROT", "534 Clear data connections are not allowed: use PROT P.")
         super().ftp_PROT(line)
 
     def ftp_SITE_CHMOD(self, path: str, mode: str) -> None:

@@ -102,7 +102,8 @@ def _pause(channel: Any, seconds: float) -> bool:
 
     def resume() -> None:
         channel._bandwidth_timer = None
-        if not channel._closed and channel._fileno not in channel.ioloop.socket_map:
+        held = getattr(channel, "_held", None) is not None  # waiting for a quota claim
+        if not channel._closed and not held and channel._fileno not in channel.ioloop.socket_map:
             channel.add_channel(events=events)
 
     channel._bandwidth_timer = channel.call_later(0, leave)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from transfers.files import Download
@@ -9,22 +10,39 @@ from transfers.uploads import Upload
 
 READ_SIZE = 256 * 1024
 
+ClaimDone = Callable[[int, BaseException | None], None]
+
 
 class UploadFile:
     """What the data channel writes to: forwards bytes to an Upload (quota, hash, encrypt).
 
-    close() only marks it closed: finishing (fsync, database) runs on the blocking pool,
-    started by the control handler once the data channel has closed.
+    Quota is claimed ahead on the blocking pool (claim()), never by write() on the loop:
+    the data channel writes only bytes already claimed. close() only marks it closed:
+    finishing (fsync, database) runs on the pool, started by the control handler once the
+    data channel has closed.
     """
 
-    def __init__(self, upload: Upload, name: str) -> None:
+    def __init__(self, upload: Upload, name: str, pool: Any) -> None:
         self.upload = upload
         self.name = name
+        self.pool = pool
         self.closed = False
+        self.claiming: int | None = None  # bytes the claim in flight must cover (0: ahead)
 
     def write(self, data: bytes) -> int:
         self.upload.write(data)
         return len(data)
+
+    def claim(self, needed: int, done: ClaimDone) -> None:
+        """Claim quota on the blocking pool, one claim at a time; then done(needed, error)."""
+        self.claiming = needed
+        upload = self.upload
+
+        def finished(_result: Any, error: BaseException | None) -> None:
+            self.claiming = None
+            done(needed, error)
+
+        self.pool.submit(lambda: upload.claim(needed), finished)
 
     def close(self) -> None:
         self.closed = True

@@ -88,3 +88,13 @@ def test_audit_chain_is_unbroken_after_sessions(partner, gateway):
     checked, broken = chain.verify()
     assert broken is None
     assert checked == AuditEvent.objects.count() > 0
+
+
+def test_a_refusal_is_recorded_before_its_reply(partner, gateway):
+    ftp = login(gateway.explicit_port, partner.username, partner.password)
+    try:
+        assert reply(ftp, "CCC").startswith("534")
+        # No waiting: security events are written before the client hears the refusal.
+        assert AuditEvent.objects.filter(action="refused", details__command="CCC").exists()
+    finally:
+        ftp.quit()

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.audit_log import wait_for_event
 from tests.ftps_client import connect_filezilla_like, cut_off, login
 from transfers.models import FileState, StoredFile
 
@@ -174,6 +175,53 @@ def test_lftp_continues_an_upload(partner, gateway, tmp_path):
     _lftp(port, partner, f"put -c {source} -o report.bin", implicit=False)
     stored = StoredFile.objects.get(path="/report.bin", state=FileState.RECEIVED)
     assert stored.sha256 == DIGEST
+
+
+# --- active mode (PORT/EPRT), with curl and lftp ---------------------------------------------
+
+
+@pytest.fixture
+def active_gateway(gateway_factory):
+    """A gateway with active mode turned on (it is off by default)."""
+    return gateway_factory(active_mode=True)
+
+
+# curl 7.87/7.88 (Debian 12 ships 7.88.1) sends active-mode FTPS data in clear text
+# (curl/curl#10666; fixed in 8.0), which the gateway rightly refuses with 522: active
+# mode is proved with lftp here and with ftplib in test_gateway_data.py.
+
+
+@MODES
+def test_lftp_uploads_and_downloads_in_active_mode(partner, active_gateway, tmp_path,
+                                                    implicit):
+    source, target = tmp_path / "report.bin", tmp_path / "copy.bin"
+    source.write_bytes(DATA)
+    port = active_gateway.port(implicit)
+    active = "set ftp:passive-mode off; set ftp:port-range 42000-42999; "
+    scheme = "ftps" if implicit else "ftp"
+    upload = _run([_binary("lftp"), "-d", "-u", f"{partner.username},{partner.password}",
+                   "-e", f"{LFTP_SETTINGS}{active}put {source} -o report.bin; quit",
+                   f"{scheme}://127.0.0.1:{port}"])
+    # lftp falls back to passive mode on its own: prove the data went the active way.
+    assert "200 Active data connection established" in upload.stderr
+    assert "PASV" not in upload.stderr
+    stored = StoredFile.objects.get(path="/report.bin")
+    assert (stored.size, stored.sha256) == (len(DATA), DIGEST)
+    stored.state = FileState.READY
+    stored.save(update_fields=["state"])
+    _lftp(port, partner, f"{active}get report.bin -o {target}", implicit=implicit)
+    assert target.read_bytes() == DATA
+
+
+def test_curl_active_mode_is_refused_when_off(partner, gateway, tmp_path):
+    completed = subprocess.run(
+        [_binary("curl"), "--silent", "--show-error", "--insecure", "--ssl-reqd",
+         "--max-time", "30", "--ftp-port", "127.0.0.1",
+         "--user", f"{partner.username}:{partner.password}",
+         f"ftp://127.0.0.1:{gateway.explicit_port}/"],
+        capture_output=True, text=True, timeout=60, check=False)
+    assert completed.returncode != 0, completed.stdout
+    assert wait_for_event(action="refused", details__command="EPRT")
 
 
 # --- a FileZilla / WinSCP-like client ---------------------------------------------------------

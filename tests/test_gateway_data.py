@@ -10,6 +10,7 @@ import socket
 
 import pytest
 
+from tests.audit_log import wait_for_count, wait_for_event
 from tests.ftps_client import client_context, login, reply
 from transfers.models import StoredFile
 
@@ -132,6 +133,7 @@ def test_active_mode_is_refused_when_off(partner, gateway):
             assert answer.startswith("502") and "PASV" in answer, answer
     finally:
         ftp.quit()
+    assert wait_for_event(action="refused", details__command="EPRT")
 
 
 @pytest.fixture
@@ -164,6 +166,8 @@ def test_bounce_port_is_refused_when_active_mode_is_on(partner, active_gateway):
         assert ftp.voidcmd("NOOP").startswith("200")
     finally:
         ftp.quit()
+    refused = wait_for_count(4, action="refused", details__command="PORT")
+    assert any("10.1.2.3:50000" in event.details["reply"] for event in refused)
 
 
 def test_bounce_port_never_connects_to_the_target(partner, active_gateway):
@@ -190,6 +194,7 @@ def test_active_mode_before_prot_p_is_refused(partner, active_gateway):
         assert reply(ftp, "PORT 127,0,0,1,195,80").startswith("534")
     finally:
         ftp.close()
+    assert wait_for_event(action="refused", details__command="PORT")
 
 
 def test_data_connection_from_another_address_is_refused(partner, gateway):
@@ -206,3 +211,5 @@ def test_data_connection_from_another_address_is_refused(partner, gateway):
         assert ftp.nlst() == []  # the passive port stays open for the real client
     finally:
         ftp.quit()
+    event = wait_for_event(action="refused", details__command="data-address")
+    assert "127.0.0.2" in event.details["reply"]

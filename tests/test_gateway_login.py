@@ -12,6 +12,7 @@ from django.test import override_settings
 from django.utils import timezone
 
 from accounts.models import Ban, User
+from mft.errors import LoginRefused
 from tests import certs
 from tests.audit_log import wait_for_event
 from tests.ftps_client import ImplicitFTP, ResumingFTP, client_context, login, reply
@@ -83,6 +84,25 @@ def test_unknown_user_gets_the_same_reply_as_a_wrong_password(partner, gateway):
     assert wait_for_event(action="login", actor="nobody").details["reason"] == "unknown user"
 
 
+@override_settings(BAN_FAILURES=100)
+def test_unknown_user_is_answered_in_the_same_time_as_a_wrong_password(partner, gateway):
+    def timed(username: str) -> float:
+        ftp = _secured(gateway.explicit_port, implicit=False, cert=None)
+        try:
+            assert reply(ftp, f"USER {username}").startswith("331")
+            started = time.monotonic()
+            assert reply(ftp, "PASS whatever-password").startswith("530")
+            return time.monotonic() - started
+        finally:
+            ftp.close()
+
+    unknown, wrong = [], []
+    for _ in range(3):  # alternate, so load on the machine hits both alike
+        unknown.append(timed("nobody"))
+        wrong.append(timed("alice"))
+    assert abs(sorted(unknown)[1] - sorted(wrong)[1]) < 0.3, (unknown, wrong)
+
+
 def test_user_before_auth_tls_is_refused_with_a_clear_reply(partner, gateway):
     ftp = ftplib.FTP()
     ftp.connect("127.0.0.1", gateway.explicit_port, timeout=15)
@@ -105,6 +125,33 @@ def test_plain_ftp_never_authenticates_even_with_the_right_password(partner, gat
         assert reply(ftp, "PWD").startswith("530")
     finally:
         ftp.close()
+    assert wait_for_event(action="refused", details__command="PASS")
+
+
+def test_user_allowed_plain_ftp_logs_in_without_tls_and_it_is_audited(partner, gateway):
+    User.objects.filter(pk=partner.user.pk).update(allow_plain_ftp=True)
+    ftp = ftplib.FTP()
+    ftp.connect("127.0.0.1", gateway.explicit_port, timeout=15)
+    try:
+        assert ftp.login(partner.username, partner.password).startswith("230")
+        assert ftp.pwd() == "/"
+    finally:
+        ftp.quit()
+    event = wait_for_event(action="login", outcome="success", actor="alice")
+    assert "session" in event.details and "tls_version" not in event.details
+
+
+def test_plain_login_refused_by_the_policy_is_a_failed_login(partner):
+    # The gateway never lets such a user send PASS in clear; the policy refuses it anyway.
+    from accounts import services
+
+    attempt = services.LoginAttempt(username=partner.username, password=partner.password,
+                                    protocol="ftps", source_ip="127.0.0.1", encrypted=False)
+    with pytest.raises(LoginRefused) as refused:
+        services.login(attempt)
+    assert refused.value.reason == "plain FTP not allowed"
+    assert wait_for_event(action="login", outcome="failure",
+                          details__reason="plain FTP not allowed")
 
 
 # --- client certificates ----------------------------------------------------------------------

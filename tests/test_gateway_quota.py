@@ -211,3 +211,65 @@ def test_denied_file_name_is_refused_before_any_byte(partner, gateway):
     finally:
         ftp.quit()
     assert wait_for_event(action="upload", outcome="failure", details__path="/setup.EXE")
+
+
+def test_quota_is_claimed_off_the_event_loop(partner, gateway, monkeypatch):
+    # A spy, not a stand-in: every statement still runs; we only note the thread it ran on.
+    from django.db.backends import utils
+
+    threads: list[str] = []
+    real_execute = utils.CursorWrapper.execute
+
+    def execute(self, sql, params=None):
+        threads.append(threading.current_thread().name)
+        return real_execute(self, sql, params)
+
+    _set_quota(partner, quota_bytes=64 * 1024 * 1024)
+    monkeypatch.setattr(utils.CursorWrapper, "execute", execute)
+    ftp = login(gateway.explicit_port, partner.username, partner.password)
+    try:
+        # Several claim steps (4 MiB each), so claims happen while bytes arrive.
+        assert _upload(ftp, "big.bin", os.urandom(3 * quota.CLAIM_STEP + 12345))[:3] == "226"
+        assert ftp.size("big.bin") == 3 * quota.CLAIM_STEP + 12345
+        assert ftp.sendcmd("HASH big.bin").startswith("213")
+    finally:
+        ftp.quit()
+    monkeypatch.undo()
+    assert threads, "no statement was seen: the spy is not in the path"
+    assert "test-gateway" not in threads, "the event loop thread ran a database statement"
+    assert quota.used_bytes(partner.user.pk) == 3 * quota.CLAIM_STEP + 12345
+
+
+def test_concurrent_uploads_several_claim_steps_each_cannot_overrun(partner, gateway):
+    limit = 3 * quota.CLAIM_STEP
+    _set_quota(partner, quota_bytes=limit)
+    sessions = [login(gateway.explicit_port, partner.username, partner.password)
+                for _ in range(2)]
+    data = os.urandom(2 * quota.CLAIM_STEP)
+    for ftp in sessions:
+        ftp.voidcmd("TYPE I")
+    starts = [ftp.transfercmd(f"STOR big{n}.bin") for n, ftp in enumerate(sessions)]
+    replies: list[str] = ["", ""]
+
+    def finish(n: int) -> None:
+        conn = starts[n]
+        try:
+            conn.sendall(data)
+            conn.unwrap()
+        except OSError:
+            pass
+        finally:
+            conn.close()
+        replies[n] = sessions[n].getmultiline()
+
+    threads = [threading.Thread(target=finish, args=(n,)) for n in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    for ftp in sessions:
+        ftp.quit()
+    assert sorted(r[:3] for r in replies) == ["226", "552"], replies
+    assert quota.used_bytes(partner.user.pk) == len(data)
+    assert _leftovers(partner) == []
+    assert until(lambda: not QuotaReservation.objects.exists(), what="no reservation left")

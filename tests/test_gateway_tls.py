@@ -12,7 +12,8 @@ import warnings
 
 import pytest
 
-from tests.audit_log import wait_for_event
+from accounts.models import User
+from tests.audit_log import wait_for_count, wait_for_event
 from tests.ftps_client import ImplicitFTP, ResumingFTP, client_context, login, reply
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -36,6 +37,8 @@ def test_passive_mode_before_prot_p_is_refused_with_534(partner, gateway, comman
         assert reply(ftp, command).startswith("534")
     finally:
         ftp.close()
+    event = wait_for_event(action="refused", details__command=command)
+    assert event.details["reply"].startswith("534")
 
 
 def test_prot_c_is_refused(partner, gateway):
@@ -45,6 +48,22 @@ def test_prot_c_is_refused(partner, gateway):
         assert reply(ftp, "PROT C").startswith("534")
     finally:
         ftp.close()
+    assert wait_for_event(action="refused", details__command="PROT")
+
+
+def test_legacy_user_may_use_clear_data_and_every_use_is_audited(partner, gateway):
+    User.objects.filter(pk=partner.user.pk).update(allow_clear_data=True)
+    ftp = _logged_in_without_prot(gateway.explicit_port, partner)
+    try:
+        ftp.voidcmd("PBSZ 0")
+        assert ftp.voidcmd("PROT C").startswith("200")
+        ftp.storbinary("STOR clear.txt", io.BytesIO(b"in the clear"))
+        assert ftp.nlst() == ["clear.txt"]
+    finally:
+        ftp.quit()
+    events = wait_for_count(2, action="clear-data")  # one per data connection
+    assert all(event.details["command"] == "PASV" and event.actor == "alice"
+               for event in events)
 
 
 @MODES

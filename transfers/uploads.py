@@ -145,16 +145,39 @@ class Upload:
         """Return the plaintext bytes the finished file will hold so far."""
         return self.kept + self.received
 
+    def shortfall(self, length: int) -> int:
+        """Return the quota bytes still to claim before `length` more bytes may be written."""
+        if self._reservation is None:
+            return 0
+        return max(0, self.received + length - self._claimed)
+
+    def running_low(self) -> bool:
+        """Return True when less than half a claim step of claimed quota is left."""
+        return (self._reservation is not None
+                and self._claimed - self.received < quota.CLAIM_STEP // 2)
+
+    def claim(self, needed: int) -> None:
+        """Claim at least `needed` more quota bytes (a database call: not on an event loop).
+
+        `needed=0` tops the claim up by a step where the quota allows; QuotaExceeded when
+        `needed` bytes are not free. Callers run one claim at a time per upload.
+        """
+        assert self._reservation is not None and self.user.quota_bytes is not None
+        self._claimed = quota.claim(self._reservation, needed, quota=self.user.quota_bytes)
+
     def write(self, data: bytes | memoryview) -> None:
-        """Take the next piece of the file; raise QuotaExceeded or TransferRejected to stop."""
+        """Take the next piece of the file; raise QuotaExceeded or TransferRejected to stop.
+
+        Claims quota itself when short (blocking callers); an event loop claims ahead with
+        claim() off the loop so that write() never reaches the database.
+        """
         length = len(data)
         if settings.MAX_FILE_BYTES and self.size + length > settings.MAX_FILE_BYTES:
             raise TransferRejected(f"file larger than the limit of {settings.MAX_FILE_BYTES} "
                                    "bytes")
-        if self._reservation is not None and self.received + length > self._claimed:
-            assert self.user.quota_bytes is not None
-            self._claimed = quota.claim(self._reservation, self.received + length
-                                        - self._claimed, quota=self.user.quota_bytes)
+        needed = self.shortfall(length)
+        if needed:
+            self.claim(needed)
         self._writer.write(data)
         self._hasher.update(data)
         self.received += length
