@@ -54,11 +54,20 @@ def lift_ban(ban: Ban, *, origin: Origin) -> None:
     if ban.lifted_at is not None:
         raise Conflict(f"the ban was already lifted by {ban.lifted_by or 'someone'}")
     with transaction.atomic():
+        before = _ban_snapshot(ban)
         ban.lifted_at = timezone.now()
         ban.lifted_by = origin.actor
         ban.save(update_fields=["lifted_at", "lifted_by"])
         LoginFailure.objects.filter(address=ban.address).delete()
-        events.ban_lifted(origin=origin, address=ban.address)
+        events.ban_lifted(origin=origin, address=ban.address, before=before,
+                          after=_ban_snapshot(ban))
+
+
+def _ban_snapshot(ban: Ban) -> dict[str, object]:
+    """Describe a ban for an audit event's before/after."""
+    return {"reason": ban.reason, "expires_at": ban.expires_at.isoformat(),
+            "lifted_at": ban.lifted_at.isoformat() if ban.lifted_at else None,
+            "lifted_by": ban.lifted_by}
 
 
 def prune_failures(older_than: timedelta = timedelta(days=1)) -> int:

@@ -85,10 +85,11 @@ def address_banned(*, address: str, reason: str, until: str) -> AuditEvent:
                   object_type="address", details={"reason": reason, "until": until})
 
 
-def ban_lifted(*, origin: Origin, address: str) -> AuditEvent:
-    """Record that an admin lifted a ban."""
+def ban_lifted(*, origin: Origin, address: str, before: dict[str, Any] | None = None,
+               after: dict[str, Any] | None = None) -> AuditEvent:
+    """Record that an admin lifted a ban (with the ban as it was and as it is now)."""
     return _write("ban.lift", origin=origin, outcome=SUCCESS, object_type="address",
-                  details={"address": address})
+                  details={"address": address, "before": before or {}, "after": after or {}})
 
 
 def file_event(*, origin: Origin, action: str, stored_file: Any = None, path: str = "",

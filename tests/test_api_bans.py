@@ -33,7 +33,10 @@ def test_lifting_a_ban_lets_the_address_in_and_is_audited(cast):
     response = client_for(cast.admin.user, "admin").post(f"/api/v1/bans/{ban.pk}/lift/")
     assert response.status_code == 200 and response.json()["active"] is False
     assert bans.active_ban("192.0.2.7") is None
-    assert AuditEvent.objects.get(action="ban.lift").actor == cast.admin.username
+    event = AuditEvent.objects.get(action="ban.lift")
+    assert event.actor == cast.admin.username
+    assert event.details["before"]["lifted_at"] is None
+    assert event.details["after"]["lifted_by"] == cast.admin.username
 
 
 def test_lifting_a_lifted_ban_is_a_409(cast):

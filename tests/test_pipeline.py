@@ -197,3 +197,18 @@ def test_worker_killed_mid_scan_is_redone_and_finishes_exactly_once(cast, clamd,
     assert step.attempts == 2
     finished = AuditEvent.objects.filter(action="pipeline.finish", object_id=str(stored.pk))
     assert finished.count() == 1
+
+
+def test_the_pipeline_task_is_sent_only_once_the_upload_commits(cast, monkeypatch):
+    from django.db import transaction
+
+    sent: list[int] = []
+    monkeypatch.setattr(pipeline, "enqueue", lambda file_id, countdown=None: sent.append(file_id))
+    with transaction.atomic():
+        stored = store(cast.partner.user, "/after-commit.csv", b"a,b\n")
+        assert sent == []  # a worker must never get an id it cannot read yet
+    assert sent == [stored.pk]
+    with pytest.raises(RuntimeError), transaction.atomic():
+        store(cast.partner.user, "/rolled-back.csv", b"c,d\n")
+        raise RuntimeError("the request failed after the upload")
+    assert sent == [stored.pk]
