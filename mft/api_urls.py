@@ -1,5 +1,6 @@
 """API v1 routes: one router for every resource."""
 
+from django.urls import path
 from rest_framework.routers import SimpleRouter
 
 from accounts import api_views as accounts
@@ -28,10 +29,10 @@ router.register("expected-files", expected.ExpectedFileViewSet, basename="expect
 router.register("retention-policies", retention.RetentionPolicyViewSet,
                 basename="retention-policy")
 router.register("audit-events", audit.AuditEventViewSet, basename="audit-event")
-router.register("events", notifications.EventFeedViewSet, basename="event")
 router.register("sessions", session_api.GatewaySessionViewSet, basename="session")
 router.register("posture", posture_api.PostureViewSet, basename="posture")
 router.register("server-certificate", server_certificate_api.ServerCertificateViewSet,
                 basename="server-certificate")
 
-urlpatterns = router.urls
+urlpatterns = [*router.urls,
+               path("events/", notifications.EventFeedView.as_view(), name="event-feed")]

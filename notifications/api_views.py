@@ -8,13 +8,12 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
-from accounts.permissions import is_partner_limited
+from accounts.permissions import ActionScope, is_partner_limited
 from mft.errors import InvalidInput
-from mft.viewsets import PortsideViewSet
 from notifications import serializers as s
 from notifications import services
-from notifications.models import OutboundEvent
 
 DEFAULT_PAGE = 100
 
@@ -30,11 +29,14 @@ def _limit(raw: str | None) -> int:
 
 
 @extend_schema(tags=["events"])
-class EventFeedViewSet(PortsideViewSet):
-    """The event feed; partner-limited callers read only their own partner's events."""
+class EventFeedView(APIView):
+    """The event feed; partner-limited callers read only their own partner's events.
 
-    # Pages come from the service, never from a queryset; this names the model for the schema.
-    queryset = OutboundEvent.objects.none()
+    A plain view, not a list viewset: a page is one object (events, next_cursor, has_more)
+    that the cursor service builds, never the paginated list of a queryset.
+    """
+
+    permission_classes = [ActionScope]  # GET: the `read` scope
 
     @extend_schema(
         summary="List events after a cursor, oldest first",
@@ -43,7 +45,7 @@ class EventFeedViewSet(PortsideViewSet):
                              "(`next_cursor` of the previous page); omit to start at the oldest"),
             OpenApiParameter("limit", OpenApiTypes.INT, description="events per page (1 to 1000)")],
         responses={200: s.EventPageSerializer})
-    def list(self, request: Request) -> Response:
+    def get(self, request: Request) -> Response:
         partner_id = None
         if is_partner_limited(request):
             # A partner-limited caller without a partner has no events to read.
