@@ -31,8 +31,8 @@ router.register("retention-policies", retention.RetentionPolicyViewSet,
 router.register("audit-events", audit.AuditEventViewSet, basename="audit-event")
 router.register("sessions", session_api.GatewaySessionViewSet, basename="session")
 router.register("posture", posture_api.PostureViewSet, basename="posture")
-router.register("server-certificate", server_certificate_api.ServerCertificateViewSet,
-                basename="server-certificate")
 
 urlpatterns = [*router.urls,
-               path("events/", notifications.EventFeedView.as_view(), name="event-feed")]
+               path("events/", notifications.EventFeedView.as_view(), name="event-feed"),
+               path("server-certificate/", server_certificate_api.ServerCertificateView.as_view(),
+                    name="server-certificate")]

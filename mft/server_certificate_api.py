@@ -12,12 +12,13 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from accounts.api_auth import origin_of
-from accounts.permissions import ALL_ACTIONS
+from accounts.permissions import ALL_ACTIONS, ActionScope
 from ftps_gateway import certificate
 from mft.errors import InvalidInput, NotFound
-from mft.viewsets import PortsideViewSet, validated
+from mft.viewsets import validated
 
 
 class ServerCertificateSerializer(serializers.Serializer[Any]):
@@ -68,19 +69,16 @@ def _replace(body: dict[str, Any], request: Request) -> dict[str, str]:
 
 
 @extend_schema(tags=["server-certificate"])
-class ServerCertificateViewSet(PortsideViewSet):
-    """The FTPS gateway's own certificate (install-wide)."""
+class ServerCertificateView(APIView):
+    """The FTPS gateway's own certificate (install-wide): one object, not a list of rows."""
 
+    permission_classes = [ActionScope]  # GET: `read`; POST: `admin`
     install_wide_actions = (ALL_ACTIONS,)
-    # Not a model's rows: no paging or filtering (nor a queryset for the schema to inspect).
-    pagination_class = None
-    filter_backends: list[type] = []
-    action_scopes = {"list": "read", "create": "admin"}
     serializer_class = ServerCertificateSerializer
 
     @extend_schema(summary="Show the installed server certificate",
                    responses={200: ServerCertificateSerializer})
-    def list(self, request: Request) -> Response:
+    def get(self, request: Request) -> Response:
         try:
             return Response(certificate.describe(settings.TLS_CERT_FILE))
         except OSError:
@@ -88,7 +86,7 @@ class ServerCertificateViewSet(PortsideViewSet):
 
     @extend_schema(summary="Replace the server certificate: PEM pair, PKCS#12, or generated",
                    request=ReplacementSerializer, responses={200: ServerCertificateSerializer})
-    def create(self, request: Request) -> Response:
+    def post(self, request: Request) -> Response:
         body = validated(ReplacementSerializer, request)
         try:
             return Response(_replace(body, request))

@@ -88,7 +88,7 @@ def test_two_first_sign_ins_of_one_person_at_once_make_one_account():
     assert User.objects.filter(username="olga").count() == 1
     assert SsoIdentity.objects.filter(subject=CLAIMS.subject).count() == 1
     assert AuditEvent.objects.filter(action="user.create", object_repr="olga").count() == 1
-    assert AuditEvent.objects.filter(action="login", actor="olga",
+    assert AuditEvent.objects.filter(action="login.oidc", actor="olga",
                                      outcome=AuditEvent.Outcome.SUCCESS).count() == 2
 
 
