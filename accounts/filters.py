@@ -7,7 +7,7 @@ from django.utils import timezone
 from django_filters import rest_framework as filters
 
 from accounts.models import ApiToken, Ban, ClientCertificate, Partner, PgpKey, User
-from mft.filters import AddressFilter, StableOrderingFilter
+from mft.filters import AddressFilter, StableOrderingFilter, UtcIsoDateTimeFilter
 
 
 class PartnerFilter(filters.FilterSet):
@@ -46,7 +46,7 @@ class ClientCertificateFilter(filters.FilterSet):
     partner = filters.ModelChoiceFilter(queryset=Partner.objects.all())
     user = filters.ModelChoiceFilter(queryset=User.objects.all())
     is_ca = filters.BooleanFilter()
-    expires_before = filters.IsoDateTimeFilter(field_name="not_after", lookup_expr="lt")
+    expires_before = UtcIsoDateTimeFilter(field_name="not_after", lookup_expr="lt")
 
     class Meta:
         model = ClientCertificate

@@ -147,9 +147,11 @@ def cached_user(username: str, password: str) -> User | None:
     entry = CACHE.lookup(username, password)
     if entry is None:
         return None
-    # The same lookup ModelBackend makes, so a hit costs one query like a miss.
+    # The lookup ModelBackend makes, so a hit costs one query like a miss; with the partner
+    # joined, which the login policy reads next (accounts.services.check_policy).
     try:
-        user = User._default_manager.get_by_natural_key(username)
+        user = User._default_manager.select_related("partner").get(
+            **{User.USERNAME_FIELD: username})
     except User.DoesNotExist:
         user = None
     if (user is None or user.pk != entry.user_id

@@ -10,6 +10,7 @@ import ipaddress
 import secrets
 import string
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from audit.events import Origin
 from mft.errors import Conflict, InvalidInput, LoginRefused, LoginUnavailable
 
 _PASSWORD_ALPHABET = string.ascii_letters + string.digits + "-_.!@#%+="
+LAST_LOGIN_PRECISION = timedelta(minutes=1)
 
 
 def generate_password(length: int = 20) -> str:
@@ -194,10 +196,18 @@ def login(attempt: LoginAttempt, *, origin: Origin | None = None,
 
 
 def complete_login(user: User, *, origin: Origin, method: str) -> User:
-    """Record a login whose every step passed: the audit event and the last-login time."""
-    events.login_succeeded(origin=origin, user=user, method=method)
-    user.last_login = timezone.now()
-    user.save(update_fields=["last_login"])
+    """Record a login whose every step passed: the audit event and the last-login time.
+
+    Both commit in one transaction. `last_login` moves at most once per
+    LAST_LOGIN_PRECISION: it feeds the inactivity sweep, counted in days, and a client that
+    reconnects for every transfer would otherwise add a write per login.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        events.login_succeeded(origin=origin, user=user, method=method)
+        if user.last_login is None or now - user.last_login >= LAST_LOGIN_PRECISION:
+            user.last_login = now
+            user.save(update_fields=["last_login"])
     return user
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import transaction
@@ -19,6 +19,9 @@ from mft.errors import Conflict, InvalidInput, LoginRefused
 
 TOKEN_PREFIX = "pst_"
 SCOPES = tuple(ApiToken.Scope.values)
+# last_used_at feeds the tokens page and the inactivity sweep (which counts days); writing it
+# on every request would put each API call in a write transaction.
+LAST_USED_PRECISION = timedelta(minutes=1)
 
 
 def _digest(secret: str) -> str:
@@ -93,7 +96,10 @@ def authenticate_token(secret: str, *, source_ip: str | None) -> ApiToken:
         raise LoginRefused("account disabled in the directory" if directory
                            else "account disabled")
     services.check_policy(token.user, protocol="https", source_ip=source_ip)
-    ApiToken.objects.filter(pk=token.pk).update(last_used_at=timezone.now())
+    now = timezone.now()
+    if token.last_used_at is None or now - token.last_used_at >= LAST_USED_PRECISION:
+        ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+        token.last_used_at = now
     return token
 
 

@@ -6,6 +6,7 @@ import hashlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from django.db import connection, transaction
@@ -61,11 +62,15 @@ def _lock_head() -> ChainHead:
     return head
 
 
-def append(**fields: Any) -> AuditEvent:
-    """Insert one event at the head of the chain, serialised against concurrent writers."""
+def append(*, created_at: datetime | None = None, **fields: Any) -> AuditEvent:
+    """Insert one event at the head of the chain, serialised against concurrent writers.
+
+    created_at is when it happened, when that was before now (an event from a spool); it is
+    hashed like any other field.
+    """
     with transaction.atomic():
         head = _lock_head()
-        event = AuditEvent(created_at=timezone.now(), **fields)
+        event = AuditEvent(created_at=created_at or timezone.now(), **fields)
         event.prev_hash = head.last_hash
         event.hash = content_hash(event, event.prev_hash)
         event.save()

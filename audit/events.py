@@ -6,6 +6,7 @@ Services call these; edges never write AuditEvent rows themselves.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from audit import chain
@@ -35,10 +36,12 @@ SYSTEM = Origin(actor="system", protocol="internal")
 
 
 def _write(action: str, *, origin: Origin, outcome: str, obj: Any = None,
-           object_type: str = "", details: dict[str, Any] | None = None) -> AuditEvent:
+           object_type: str = "", details: dict[str, Any] | None = None,
+           at: datetime | None = None) -> AuditEvent:
     """Append an event built from an origin, an optional object and details."""
     merged = {**origin.extra, **(details or {})}
     return chain.append(
+        created_at=at,
         actor=origin.actor,
         actor_id=origin.actor_id,
         source_ip=origin.source_ip,
@@ -74,9 +77,14 @@ def login_failed(*, origin: Origin, username: str, reason: str) -> AuditEvent:
 
 
 def session_event(*, origin: Origin, action: str, outcome: str = INFO,
-                  details: dict[str, Any] | None = None) -> AuditEvent:
-    """Record a protocol-session event: connect, disconnect, a refused command, TLS setup."""
-    return _write(action, origin=origin, outcome=outcome, object_type="session", details=details)
+                  details: dict[str, Any] | None = None,
+                  at: datetime | None = None) -> AuditEvent:
+    """Record a protocol-session event: connect, disconnect, a refused command, TLS setup.
+
+    at is when it happened, for an event written later from the audit spool.
+    """
+    return _write(action, origin=origin, outcome=outcome, object_type="session", details=details,
+                  at=at)
 
 
 def address_banned(*, address: str, reason: str, until: str) -> AuditEvent:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django_filters import rest_framework as filters
 
 from audit.models import AuditEvent
-from mft.filters import AddressFilter, StableOrderingFilter
+from mft.filters import AddressFilter, StableOrderingFilter, UtcIsoDateTimeFilter
 
 
 class AuditEventFilter(filters.FilterSet):
@@ -17,8 +17,8 @@ class AuditEventFilter(filters.FilterSet):
     source_ip = AddressFilter()
     object_type = filters.CharFilter()
     object_id = filters.CharFilter()
-    created_after = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    created_before = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    created_after = UtcIsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = UtcIsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
     ordering = StableOrderingFilter(fields=("id", "created_at"))
 
     class Meta:

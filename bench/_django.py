@@ -10,6 +10,13 @@ Commands:
 ``wait-files --owner U --paths-file F --timeout S [--poll S]``
     poll the StoredFile rows of those paths until each reached a final state
     (ready, held, infected, rejected); report their timestamps and pipeline steps.
+``partner-route --partner-file F --folder DIR``
+    create a partner endpoint for the FTPS server described in F (port, login, pinned
+    certificate) and an on-arrival route pushing the bench user's files in DIR to it,
+    through ``deliveries.services`` (idempotent: an existing route is kept).
+``wait-delivered --paths-file F --timeout S [--poll S]``
+    poll the push deliveries of those paths until each is delivered or failed; report
+    their status, attempts and timestamps.
 ``audit-append --seconds S``
     call ``audit.chain.append`` in a loop; report events and per-call latency.
 ``audit-fill --count N``
@@ -109,6 +116,76 @@ def _describe(args: argparse.Namespace, paths: list[str]) -> list[dict[str, Any]
         }
         for f in files
     ]
+
+
+# --------------------------------------------------------------------------- deliveries
+
+
+def partner_route(args: argparse.Namespace) -> dict[str, Any]:
+    from accounts.models import User
+    from deliveries import services
+    from deliveries.models import PartnerEndpoint, Route
+
+    info = json.loads(Path(args.partner_file).read_text())
+    user = User.objects.get(username=args.owner)
+    assert user.partner is not None, "the bench user belongs to a partner"
+    name = "bench-" + args.folder.strip("/").replace("/", "-")
+    route = Route.objects.filter(name=name).first()
+    if route is None:
+        endpoint = PartnerEndpoint.objects.filter(name=name).first() or services.create_endpoint(
+            partner=user.partner,
+            name=name,
+            host="127.0.0.1",
+            port=info["port"],
+            username=info["user"],
+            password=info["password"],
+            pinned_sha256=info["sha256"],
+            timeout_seconds=30,
+            # Above the outbound worker's threads, so the partner's limit never applies: a
+            # delivery that finds its endpoint full waits for a kick or the sweeper (beat),
+            # and under a burst some wait for the sweeper; the bench runs no beat.
+            max_connections=args.max_connections,
+        )
+        route = services.create_route(
+            name=name, endpoint=endpoint, source_user=user, source_folder=args.folder
+        )
+    return {"route": route.pk, "endpoint": route.endpoint_id}
+
+
+def wait_delivered(args: argparse.Namespace) -> dict[str, Any]:
+    from deliveries.models import Delivery
+
+    paths = json.loads(Path(args.paths_file).read_text())
+    settled = (Delivery.Status.DELIVERED, Delivery.Status.FAILED, Delivery.Status.CANCELLED)
+    deadline = time.monotonic() + args.timeout
+    polls = 0
+    while True:
+        polls += 1
+        rows = list(
+            Delivery.objects.filter(
+                direction=Delivery.Direction.PUSH, local_owner=args.owner, local_path__in=paths
+            )
+        )
+        done = {r.local_path for r in rows if r.status in settled}
+        if len(done) == len(paths) or time.monotonic() > deadline:
+            break
+        time.sleep(args.poll)
+    return {
+        "polls": polls,
+        "timed_out": len(done) < len(paths),
+        "deliveries": [
+            {
+                "path": r.local_path,
+                "status": r.status,
+                "attempts": r.attempts,
+                "error": r.last_error,
+                "created": epoch(r.created_at),
+                "started": epoch(r.started_at),
+                "finished": epoch(r.finished_at),
+            }
+            for r in rows
+        ],
+    }
 
 
 # --------------------------------------------------------------------------- audit
@@ -235,7 +312,13 @@ def _synthetic_event(ev: Any, i: int, start: datetime) -> None:
 # --------------------------------------------------------------------------- main
 
 
-COMMANDS = {"wait-files": wait_files, "audit-append": audit_append, "audit-fill": audit_fill}
+COMMANDS = {
+    "wait-files": wait_files,
+    "partner-route": partner_route,
+    "wait-delivered": wait_delivered,
+    "audit-append": audit_append,
+    "audit-fill": audit_fill,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -246,6 +329,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("command", choices=sorted(COMMANDS))
     ap.add_argument("--owner", default=PARTNER)
     ap.add_argument("--paths-file")
+    ap.add_argument("--partner-file")
+    ap.add_argument("--folder", default="/")
+    ap.add_argument("--max-connections", type=int, default=100)
     ap.add_argument("--timeout", type=float, default=60)
     ap.add_argument("--poll", type=float, default=0.05)
     ap.add_argument("--seconds", type=float, default=2)

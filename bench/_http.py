@@ -2,7 +2,10 @@
 
 N threads, each with its own keep-alive ``http.client`` connection, send GET
 requests back to back for S seconds (after a short untimed warm-up) and record
-each latency.  ``--token-file`` adds ``Authorization: Bearer <token>``; with several tokens in
+each latency.  ``--post-json TEMPLATE`` sends POSTs instead, each with the template's JSON
+after ``{client}``, ``{n}`` and ``{run}`` are filled in (client index, its request count,
+a per-run id), so every request creates a distinct object.
+``--token-file`` adds ``Authorization: Bearer <token>``; with several tokens in
 the file (one a line), client ``i`` uses token ``i mod n``, like separate
 integrations each holding its own token (the API throttles per token).  Prints
 one JSON line: requests, errors, wall time, latencies in ms.
@@ -30,7 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=3)
     ap.add_argument("--warmup", type=float, default=0.5)
     ap.add_argument("--token-file", default="")
+    ap.add_argument("--post-json", default="")
     args = ap.parse_args(argv)
+    run_id = os.urandom(4).hex()
     signal.alarm(max(1, int(os.environ.get("BENCH_PEER_DEADLINE", "300"))))
     tokens = Path(args.token_file).read_text().split() if args.token_file else []
     lat: list[float] = []
@@ -42,18 +47,27 @@ def main(argv: list[str] | None = None) -> int:
 
     def client(i: int) -> None:
         headers = {"Accept": "application/json"}
+        if args.post_json:
+            headers["Content-Type"] = "application/json"
         if tokens:
             headers["Authorization"] = f"Bearer {tokens[i % len(tokens)]}"
         conn = http.client.HTTPConnection("127.0.0.1", args.port, timeout=60)
         mine: list[float] = []
         codes: dict[int, int] = {}
+        sent = 0
         start.wait()
         while True:
             t = time.perf_counter()
             if t >= t_end:
                 break
             try:
-                conn.request("GET", args.path, headers=headers)
+                if args.post_json:
+                    body = (args.post_json.replace("{client}", str(i))
+                            .replace("{n}", str(sent)).replace("{run}", run_id))
+                    sent += 1
+                    conn.request("POST", args.path, body=body.encode(), headers=headers)
+                else:
+                    conn.request("GET", args.path, headers=headers)
                 resp = conn.getresponse()
                 resp.read()
             except (OSError, http.client.HTTPException) as exc:

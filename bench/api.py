@@ -1,4 +1,4 @@
-"""REST figures: listing files (``GET /api/v1/files/``) with 20 concurrent clients.
+"""REST figures: listing files and creating users, with 20 concurrent clients.
 
 The web tier runs as ``make run`` starts it (gunicorn, 2 workers x 4 threads,
 access log on).  A dedicated partner user ``bench-api`` (``create_partner_user``,
@@ -11,6 +11,11 @@ Each of the 20 clients holds its own token (the first from ``create_api_token``,
 the others from the same service, ``accounts.tokens.create_api_token``, in one
 ``manage.py shell -c``), like 20 integrations: the API's per-token throttle
 (``MFT_API_RATE_TOKEN``, where the product has one) stays on and applies to each.
+
+Creating users (``POST /api/v1/users/``): an admin ``bench-admin`` (``create_admin``)
+holds one admin-scope token per client; each request creates a new partner user of the
+partner "Bench Users" with a generated password, as the dashboard's new-user form does,
+so each request pays one Argon2 hash: its rate is shown against ``argon2.verify.parallel``.
 
 Limits ``http.hello.*``: the same gunicorn command line serving a minimal WSGI
 app (:mod:`bench._wsgi`) under the same load client -- the ceiling of the web
@@ -29,7 +34,7 @@ from typing import Any
 
 import bench.pipeline  # noqa: F401 - figures run in import order: ftps, pipeline, api, audit
 from bench.core import LIMIT, REPO_DIR, Context, Result, measurement
-from bench.ftps import wait_files
+from bench.ftps import ARGON_PAR, wait_files
 from bench.portside import MachineWindow, Portside, Service, free_port, main_platform, wait_http
 
 HELLO_RPS, HELLO_P50, HELLO_P95 = "http.hello.rps", "http.hello.p50", "http.hello.p95"
@@ -38,8 +43,16 @@ CLIENTS = 20
 SEED_FILES = 60
 
 
-def load(ctx: Context, port: int, path: str, token_file: str = "") -> dict[str, Any]:
-    seconds = ctx.pick(10.0, 2.0)
+def load(
+    ctx: Context,
+    port: int,
+    path: str,
+    token_file: str = "",
+    post_json: str = "",
+    expect: str = "200",
+    seconds: float | None = None,
+) -> dict[str, Any]:
+    seconds = seconds or ctx.pick(10.0, 2.0)
     args = [
         "--port",
         str(port),
@@ -52,9 +65,11 @@ def load(ctx: Context, port: int, path: str, token_file: str = "") -> dict[str, 
     ]
     if token_file:
         args += ["--token-file", token_file]
+    if post_json:
+        args += ["--post-json", post_json]
     with MachineWindow() as win, ctx.python_peer("bench._http", *args, name="http-load") as peer:
         out = peer.finish(grace=ctx.remaining())
-    if out["errors"] or set(out["statuses"]) != {"200"}:
+    if out["errors"] or set(out["statuses"]) != {expect}:
         raise RuntimeError(
             f"load on {path}: statuses {out['statuses']}, errors {out['first_errors']}"
         )
@@ -192,4 +207,57 @@ def files_list(ctx: Context) -> list[Result]:
         Result("api.files.list.rps", out["rps"], "req/s", limit=HELLO_RPS, note=note, extra=extra),
         Result("api.files.list.p50", out["p50_ms"], "ms", limit=HELLO_P50, note=note),
         Result("api.files.list.p95", out["p95_ms"], "ms", limit=HELLO_P95, note=note),
+    ]
+
+
+def _admin_tokens(ps: Portside) -> tuple[Path, int]:
+    """Create the admin, its tokens and the partner new users join; return (file, partner)."""
+    token_file = ps.data_dir / "bench-admin.tokens"
+    out = ps.manage(
+        "shell",
+        "-c",
+        "import secrets; from accounts import services, tokens; "
+        "from accounts.models import Partner, User; "
+        "u = User.objects.filter(username='bench-admin').first() or "
+        "services.create_admin('bench-admin', secrets.token_urlsafe(24)); "
+        "p, _ = Partner.objects.get_or_create(name='Bench Users'); "
+        "print('partner', p.pk); "
+        f"print('\\n'.join(tokens.create_api_token(u, scopes=['admin'], "
+        f"name=f'bench-admin-{{i}}').secret for i in range({CLIENTS})))",
+    )
+    lines = out.stdout.splitlines()
+    partner = int(next(ln.split()[1] for ln in lines if ln.startswith("partner ")))
+    secrets = [t for t in out.stdout.split() if t.startswith("pst_")]
+    token_file.write_text("\n".join(secrets) + "\n")
+    token_file.chmod(0o600)
+    return token_file, partner
+
+
+@measurement(
+    "api.users.create",
+    produces=("api.users.create.rps", "api.users.create.p50", "api.users.create.p95"),
+    unit="req/s",
+    timeout=600,
+)
+def users_create(ctx: Context) -> list[Result]:
+    ps = main_platform(ctx)
+    assert ps.web_port is not None
+    token_file, partner = _admin_tokens(ps)
+    body = json.dumps(
+        {
+            "username": "bench-u-{run}-{client}-{n}",
+            "role": "partner",
+            "partner": partner,
+            "generate_password": True,
+            "allowed_protocols": ["ftps"],
+        }
+    )
+    # Each creation hashes a password (~150 ms of CPU here): a longer window than the GETs'.
+    out = load(ctx, ps.web_port, "/api/v1/users/", str(token_file), post_json=body,
+               expect="201", seconds=ctx.pick(20.0, 6.0))
+    note = f"{CLIENTS} clients, an admin token each; each user gets a generated password (Argon2)"
+    return [
+        Result("api.users.create.rps", out["rps"], "/s", limit=ARGON_PAR, note=note, extra=out),
+        Result("api.users.create.p50", out["p50_ms"], "ms", limit=HELLO_P50, note=note),
+        Result("api.users.create.p95", out["p95_ms"], "ms", limit=HELLO_P95, note=note),
     ]

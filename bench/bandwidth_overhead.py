@@ -6,8 +6,9 @@ One throwaway platform (SQLite, temp data dir), one partner user and one stored 
 ``--mib`` MiB. Each round downloads it once from a freshly forked gateway process per
 variant, alternating the variants so drift on a shared machine hits them alike:
 
-* ``without``: the data channel's ``send``/``handle_read`` as they were before bandwidth
-  limits (no accounting code on the path at all);
+* ``without``: the data channel's byte path with no accounting code at all (the binary
+  download's ``FileSender.pump`` without its bandwidth lines; ``send``/``handle_read``
+  as they were before bandwidth limits);
 * ``unlimited``: the code as shipped, for a user without limits (one ``is None`` test
   per call);
 * ``limited-high``: the code as shipped, for a user limited to 100 GB/s (the bucket is
@@ -79,7 +80,7 @@ def _without_accounting() -> None:
     from pyftpdlib.exceptions import _RetryError
     from pyftpdlib.handlers import TLS_DTPHandler
 
-    from ftps_gateway import handler, replies, throttle
+    from ftps_gateway import data_channel, replies, throttle, tls_stream
     from mft.errors import PortsideError
 
     def send(self: Any, data: bytes) -> int:
@@ -88,7 +89,7 @@ def _without_accounting() -> None:
         return int(TLS_DTPHandler.send(self, data))
 
     def handle_read(self: Any) -> None:
-        for _ in range(handler._READS_PER_EVENT):
+        for _ in range(64):  # TLS records drained per loop pass, as it was then
             try:
                 chunk = self.recv(self.ac_in_buffer_size)
             except _RetryError:
@@ -106,15 +107,31 @@ def _without_accounting() -> None:
                 self.file_obj.write(chunk)
             except PortsideError as exc:
                 self._refusal = exc
-                self._resp = (replies.for_error(exc), handler.log.info)
+                self._resp = (replies.for_error(exc), data_channel.log.info)
                 self.close()
                 return
             if self._closed:
                 return
 
+    def pump(self: Any, channel: Any) -> bool:
+        while True:
+            if self._pos == self._end:
+                self._end, self._pos = self.file.readinto(self._view), 0
+                if not self._end:
+                    return True
+            piece = self._view[self._pos:self._end]
+            sent = tls_stream.send_view(channel, piece)
+            if not sent:
+                return False
+            self._pos += sent
+            channel.tot_bytes_sent += sent
+            if sent < len(piece) or channel._closed:
+                return False
+
     # A bench process of its own (forked per variant): nothing else sees these.
-    handler.DataChannel.send = send  # type: ignore[method-assign]
-    handler.DataChannel.handle_read = handle_read  # type: ignore[method-assign]
+    tls_stream.FileSender.pump = pump  # type: ignore[method-assign]
+    data_channel.DataChannel.send = send  # type: ignore[method-assign]
+    data_channel.DataChannel.handle_read = handle_read  # type: ignore[method-assign]
     throttle.for_user = lambda user: None
 
 

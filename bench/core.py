@@ -122,6 +122,8 @@ def resolve_ratios(results: Iterable[Result]) -> None:
             problem = f"unit mismatch: {r.unit!r} vs limit {ref.unit!r}"
         elif ref.value == 0:
             problem = f"limit {r.limit!r} is zero"
+        elif r.value is None:
+            problem = "no value was measured"
         if problem is not None:
             if r.kind == FIGURE:
                 r.error = problem

@@ -1,12 +1,18 @@
-"""Pipeline figures: time from a small upload's ``226`` to the file being ``ready``.
+"""Pipeline figures: time from a small upload's ``226`` to the file being ``ready``
+and to its delivery at a partner's FTPS server.
 
 100 files of 4 KiB are uploaded one after another in one FTPS session; for each,
 the client notes the wall-clock time of the ``226`` and the worker records
-``ready_at`` when the last step (scan -> DLP -> finish) commits.  The latency is
-``ready_at - 226``, read back from the StoredFile rows by :mod:`bench._django`
-(the same ``MFT_DATA_DIR`` and database).  On the run's platform (embedded
-filesystem broker) and, when ``BENCH_REDIS=redis://host:port/db`` is given, on a
-second platform whose gateway and worker use that Redis.
+``ready_at`` when the last step (decrypt -> scan -> DLP -> finish) commits.  The
+latency is ``ready_at - 226``, read back from the StoredFile rows by
+:mod:`bench._django` (the same ``MFT_DATA_DIR`` and database).  An on-arrival route
+pushes every ready file to a partner's FTPS server on loopback (stock pyftpdlib TLS,
+:func:`bench.portside.partner_server`) through the ``outbound`` worker;
+``.delivered`` is the Delivery row's ``finished_at`` (sent and verified) - ``226``.
+On the run's platform (embedded filesystem broker) and, when
+``BENCH_REDIS=redis://host:port/db`` is given, on a second platform whose gateway
+and workers use that Redis.  ``worker_cpu_ms_per_file`` is the pipeline worker's
+CPU (main process and pool) from the first upload to the last delivery, per file.
 
 Limit ``clamd.instream.4k``: median time of the one step that must happen, a
 4 KiB INSTREAM scan sent straight to the same clamd from the harness.
@@ -14,6 +20,7 @@ Limit ``clamd.instream.4k``: median time of the one step that must happen, a
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import struct
@@ -22,13 +29,25 @@ from typing import Any
 
 from bench.core import LIMIT, Context, KiB, Result, measurement
 from bench.ftps import run_client, wait_files
-from bench.portside import MachineWindow, Portside, clamd, main_platform, pct, redis_platform
+from bench.portside import (
+    MachineWindow,
+    Portside,
+    clamd,
+    cpu_seconds,
+    main_platform,
+    partner_server,
+    pct,
+    redis_platform,
+    worker_pids,
+)
 from bench.portside import summary as stats
 
 CLAMD_4K = "clamd.instream.4k"
 FILES = 100
 SIZE = 4 * KiB
 REDIS = os.environ.get("BENCH_REDIS", "").strip()
+# The partner endpoint's connection limit: high enough never to apply (see _django).
+PARTNER_CONNECTIONS = 100
 
 
 def _instream(address: str, data: bytes) -> str:
@@ -67,14 +86,56 @@ def clamd_small(ctx: Context) -> Result:
     )
 
 
-def _latencies(ps: Portside, ctx: Context, label: str) -> tuple[list[float], dict[str, Any]]:
+def _route_to_partner(ctx: Context, ps: Portside, folder: str) -> None:
+    """Give the platform an on-arrival route from ``folder`` to its partner's server."""
+    partner = partner_server(ctx, ps)
+    with ps.django_peer(
+        ctx,
+        "partner-route",
+        "--partner-file",
+        str(partner.info_file),
+        "--folder",
+        folder,
+        "--max-connections",
+        str(PARTNER_CONNECTIONS),
+    ) as peer:
+        peer.finish(grace=ctx.remaining())
+
+
+def _wait_delivered(ctx: Context, ps: Portside, paths: list[str]) -> dict[str, Any]:
+    spec = ps.data_dir / f"delivered-{time.monotonic_ns()}.json"
+    spec.write_text(json.dumps(paths))
+    with ps.django_peer(
+        ctx,
+        "wait-delivered",
+        "--paths-file",
+        str(spec),
+        "--timeout",
+        str(max(1.0, ctx.remaining() - 10)),
+        "--poll",
+        "0.05",
+    ) as peer:
+        out: dict[str, Any] = peer.finish(grace=ctx.remaining())
+    spec.unlink()
+    return out
+
+
+def _latencies(
+    ps: Portside, ctx: Context, label: str
+) -> tuple[list[float], list[float], dict[str, Any]]:
     n = ctx.pick(FILES, 10)
     folder = f"/pipeline-{label}"
+    _route_to_partner(ctx, ps, folder)
+    workers = worker_pids(ps)
+    cpu0 = cpu_seconds(workers)
     with MachineWindow() as win:
         up = run_client(
             ctx, ps, "upload-many", "--count", str(n), "--size", str(SIZE), "--mkdir", folder
         )
-        done = wait_files(ctx, ps, [f["path"] for f in up["files"]], poll=0.05)
+        paths = [f["path"] for f in up["files"]]
+        done = wait_files(ctx, ps, paths, poll=0.05)
+        sent = _wait_delivered(ctx, ps, paths)
+    worker_cpu = cpu_seconds(workers) - cpu0
     at_226 = {f["path"]: f["wall_226"] for f in up["files"]}
     lat: list[float] = []
     queue: list[float] = []
@@ -87,11 +148,22 @@ def _latencies(ps: Portside, ctx: Context, label: str) -> tuple[list[float], dic
             continue
         lat.append(row["ready"] - at_226[row["path"]])
         steps = row["steps"]
-        queue.append(steps["scan"]["started"] - row["received"])  # recorded -> a worker took it
+        queue.append(steps["decrypt"]["started"] - row["received"])  # recorded -> a worker took it
         scan.append(steps["scan"]["finished"] - steps["scan"]["started"])
         tail.append(row["ready"] - steps["scan"]["finished"])
     if len(lat) != n:
         raise RuntimeError(f"{n - len(lat)} of {n} files not ready: {states}")
+    delivered: list[float] = []
+    to_send: list[float] = []
+    outcomes: dict[str, int] = {}
+    ready_at = {row["path"]: row["ready"] for row in done["files"]}
+    for d in sent["deliveries"]:
+        outcomes[d["status"]] = outcomes.get(d["status"], 0) + 1
+        if d["status"] == "delivered":
+            delivered.append(d["finished"] - at_226[d["path"]])
+            to_send.append(d["finished"] - ready_at[d["path"]])
+    if len(delivered) != n:
+        raise RuntimeError(f"{n - len(delivered)} of {n} files not delivered: {outcomes}")
     first_226 = min(at_226.values())
     last_ready = max(row["ready"] for row in done["files"])
     extra = {
@@ -100,58 +172,64 @@ def _latencies(ps: Portside, ctx: Context, label: str) -> tuple[list[float], dic
         "upload_files_per_s": round(n / up["wall_s"], 1),
         "pipeline_files_per_s": round(n / max(1e-3, last_ready - first_226), 1),
         "ready_after_226_ms": stats(lat, 1000, 1),
+        "delivered_after_226_ms": stats(delivered, 1000, 1),
         "breakdown_p50_ms": {
             "queued": round((pct(queue, 0.5) or 0) * 1000, 1),
             "scan": round((pct(scan, 0.5) or 0) * 1000, 1),
             "dlp_and_finish": round((pct(tail, 0.5) or 0) * 1000, 1),
+            "ready_to_delivered": round((pct(to_send, 0.5) or 0) * 1000, 1),
         },
+        "worker_cpu_ms_per_file": round(worker_cpu * 1000 / n, 1),
         "broker": ps.broker.split("://")[0],
         **win.report(),
     }
-    return lat, extra
+    return lat, delivered, extra
 
 
-def _results(prefix: str, lat: list[float], extra: dict[str, Any], note: str) -> list[Result]:
-    p50, p95 = pct(lat, 0.5) or 0, pct(lat, 0.95) or 0
-    return [
-        Result(f"{prefix}.p50", p50 * 1000, "ms", limit=CLAMD_4K, note=note, extra=extra),
-        Result(f"{prefix}.p95", p95 * 1000, "ms", limit=CLAMD_4K, note=note),
-    ]
+def _results(
+    prefix: str, lat: list[float], delivered: list[float], extra: dict[str, Any], broker: str
+) -> list[Result]:
+    q = extra["breakdown_p50_ms"]
+    note = (
+        f"226 -> ready, {broker}; p50 queued {q['queued']} ms, scan {q['scan']} ms; "
+        f"worker {extra['worker_cpu_ms_per_file']} CPU ms/file"
+    )
+    sent_note = (
+        f"226 -> delivered to a partner FTPS server, {broker}; "
+        f"p50 ready -> delivered {q['ready_to_delivered']} ms"
+    )
+    out = []
+    for suffix, values, text in (("", lat, note), (".delivered", delivered, sent_note)):
+        p50, p95 = pct(values, 0.5) or 0, pct(values, 0.95) or 0
+        out += [
+            Result(
+                f"{prefix}{suffix}.p50",
+                p50 * 1000,
+                "ms",
+                limit=CLAMD_4K,
+                note=text,
+                extra=extra if not suffix else {},
+            ),
+            Result(f"{prefix}{suffix}.p95", p95 * 1000, "ms", limit=CLAMD_4K, note=text),
+        ]
+    return out
 
 
-@measurement(
-    "pipeline.embedded",
-    produces=("pipeline.embedded.p50", "pipeline.embedded.p95"),
-    unit="ms",
-    timeout=900,
-)
+def _produces(prefix: str) -> tuple[str, ...]:
+    return tuple(f"{prefix}{s}.{q}" for s in ("", ".delivered") for q in ("p50", "p95"))
+
+
+@measurement("pipeline.embedded", produces=_produces("pipeline.embedded"), unit="ms", timeout=900)
 def embedded(ctx: Context) -> list[Result]:
     ps = main_platform(ctx)
-    lat, extra = _latencies(ps, ctx, "embedded")
-    q = extra["breakdown_p50_ms"]
-    return _results(
-        "pipeline.embedded",
-        lat,
-        extra,
-        f"226 -> ready, filesystem broker; p50 queued {q['queued']} ms, scan {q['scan']} ms",
-    )
+    lat, delivered, extra = _latencies(ps, ctx, "embedded")
+    return _results("pipeline.embedded", lat, delivered, extra, "filesystem broker")
 
 
 if REDIS:
 
-    @measurement(
-        "pipeline.redis",
-        produces=("pipeline.redis.p50", "pipeline.redis.p95"),
-        unit="ms",
-        timeout=900,
-    )
+    @measurement("pipeline.redis", produces=_produces("pipeline.redis"), unit="ms", timeout=900)
     def redis(ctx: Context) -> list[Result]:
         ps = redis_platform(ctx, REDIS)
-        lat, extra = _latencies(ps, ctx, "redis")
-        q = extra["breakdown_p50_ms"]
-        return _results(
-            "pipeline.redis",
-            lat,
-            extra,
-            f"226 -> ready, Redis broker; p50 queued {q['queued']} ms, scan {q['scan']} ms",
-        )
+        lat, delivered, extra = _latencies(ps, ctx, "redis")
+        return _results("pipeline.redis", lat, delivered, extra, "Redis broker")

@@ -8,11 +8,15 @@ temporary ``MFT_DATA_DIR`` under the run's scratch dir:
 * a real clamd (``tests/clamd_server.py``, limits raised for the 1 GiB file), ``MFT_CLAMD``;
 * ``manage.py run_gateway`` with ``MFT_GATEWAY_WORKERS=2``;
 * a Celery worker (prefork, 2 processes) on the embedded filesystem broker, or on
-  Redis for the instance started with ``broker=BENCH_REDIS``;
+  Redis for the instance started with ``broker=BENCH_REDIS``, for the ``celery`` queue, and
+  the ``outbound`` worker (threads) for partner deliveries, as ``make run`` starts them;
 * gunicorn as ``make run`` starts it (2 workers x 4 threads).
 
 :func:`uncached_gateway` adds a second gateway to a platform with the login cache off
 (``MFT_LOGIN_CACHE_SECONDS=0``), so uncached logins can be measured beside cached ones.
+
+:func:`partner_server` starts a partner's FTPS server for a platform (stock pyftpdlib TLS,
+``tests/remote_ftps.py``, in a process of its own), the endpoint that pushes go to.
 
 Product defaults stay on: encryption at rest, audit, hashing, scanning.  The only
 settings changed are addresses and ports, and the per-address connection cap
@@ -46,6 +50,7 @@ from bench.core import REPO_DIR, Context, Peer
 
 PARTNER_USER = "bench"
 WORKER_CONCURRENCY = 2
+OUTBOUND_CONCURRENCY = 8  # make run's default (MFT_OUTBOUND_CONCURRENCY)
 GATEWAY_WORKERS = 2
 PASSIVE_PORTS = 500  # wider than the largest concurrency (200 sessions)
 MAX_CONNECTIONS_PER_IP = 1000  # all bench clients share 127.0.0.1
@@ -436,6 +441,8 @@ def _start_services(ps: Portside, ctx: Context) -> None:
             "prefork",
             "-c",
             str(WORKER_CONCURRENCY),
+            "--queues",
+            "celery",
             "--without-gossip",
             "--without-mingle",
             "--loglevel",
@@ -445,6 +452,31 @@ def _start_services(ps: Portside, ctx: Context) -> None:
         ],
         ps.env,
         logs / "worker.log",
+    )
+    ps.services["outbound"] = Service(
+        "outbound",
+        [
+            py,
+            "-m",
+            "celery",
+            "-A",
+            "mft",
+            "worker",
+            "--pool",
+            "threads",
+            "-c",
+            str(OUTBOUND_CONCURRENCY),
+            "--queues",
+            "outbound",
+            "--without-gossip",
+            "--without-mingle",
+            "--loglevel",
+            "INFO",
+            "--hostname",
+            f"bench-outbound-{ps.name}-{os.getpid()}@%h",
+        ],
+        ps.env,
+        logs / "outbound.log",
     )
     if ps.web_port:
         ps.services["web"] = Service(
@@ -473,6 +505,7 @@ def _start_services(ps: Portside, ctx: Context) -> None:
     deadline = time.monotonic() + ctx.remaining(cap=120)
     _wait_banner(ps.ftps_port, deadline, ps.services["gateway"])
     _wait_log(ps.services["worker"], r"@\S+ ready\.", deadline)
+    _wait_log(ps.services["outbound"], r"@\S+ ready\.", deadline)
     if ps.web_port:
         wait_http(ps.web_port, deadline, ps.services["web"])
     while len(ps.gateway_pids()) < GATEWAY_WORKERS and time.monotonic() < deadline:
@@ -522,6 +555,82 @@ def uncached_gateway(ctx: Context, ps: Portside) -> Portside:
     gw: Portside = ctx.shared(f"{ps.name}-uncached", lambda c: _uncached_gateway(c, ps))
     gw.check_alive()
     return gw
+
+
+# A partner's server in its own process, so its TLS work is not charged to the harness.
+_PARTNER_SCRIPT = """
+import json, os, sys, time
+from pathlib import Path
+from tests.remote_ftps import PASSWORD, USERNAME, StockServer, make_certificate
+root, info = Path(sys.argv[1]), Path(sys.argv[2])
+(root / "files").mkdir(parents=True, exist_ok=True)
+server = StockServer(root / "files", make_certificate(root, "partner-ftps")).start()
+info.write_text(json.dumps({"port": server.port, "user": USERNAME, "password": PASSWORD,
+                            "sha256": server.certificate.sha256, "root": str(root / "files")}))
+os.chmod(info, 0o600)
+while True:
+    time.sleep(3600)
+"""
+
+
+@dataclass
+class Partner:
+    """A partner's FTPS server: where it listens, its login and its certificate's pin."""
+
+    port: int
+    user: str
+    password: str
+    sha256: str
+    root: Path
+    info_file: Path
+    service: Service
+
+
+@contextlib.contextmanager
+def _partner_server(ctx: Context, ps: Portside) -> Iterator[Partner]:
+    folder = ps.data_dir / "partner-ftps"
+    folder.mkdir(parents=True, exist_ok=True)
+    info = folder / "server.json"
+    info.unlink(missing_ok=True)
+    env = base_env(folder)
+    svc = Service(
+        "partner-ftps",
+        [sys.executable, "-c", _PARTNER_SCRIPT, str(folder), str(info)],
+        env,
+        folder / "server.log",
+    )
+    try:
+        deadline = time.monotonic() + ctx.remaining(cap=60)
+        while not info.exists() or not info.read_text():
+            if not svc.alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"partner FTPS server did not start: {svc.log_tail()}")
+            time.sleep(0.05)
+        data = json.loads(info.read_text())
+        yield Partner(
+            data["port"],
+            data["user"],
+            data["password"],
+            data["sha256"],
+            Path(data["root"]),
+            info,
+            svc,
+        )
+    finally:
+        svc.stop()
+
+
+def partner_server(ctx: Context, ps: Portside) -> Partner:
+    """The platform's partner FTPS server (started on first use, checked alive)."""
+    partner: Partner = ctx.shared(f"{ps.name}-partner", lambda c: _partner_server(c, ps))
+    if not partner.service.alive():
+        raise RuntimeError(f"partner FTPS server died: {partner.service.log_tail()}")
+    return partner
+
+
+def worker_pids(ps: Portside) -> list[int]:
+    """The pipeline worker's processes (the main one and its pool), for their CPU."""
+    main = ps.services["worker"].main_pid
+    return [main, *children_of(main)] if main else []
 
 
 def main_platform(ctx: Context) -> Portside:

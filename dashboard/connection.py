@@ -12,7 +12,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from django.conf import settings
 
-from ftps_gateway.certificate import sha256_fingerprint
+from mft.server_certificate import sha256_fingerprint
 
 
 @dataclass(frozen=True)

@@ -8,11 +8,11 @@ class DeliveriesConfig(AppConfig):
     verbose_name = "Partner deliveries"
 
     def ready(self) -> None:
-        from deliveries import queue
+        from deliveries import routing
         from transfers import signals
 
-        # Sent after the pipeline's transaction commits: route the file on a worker.
-        signals.file_ready.connect(queue.on_file_ready, dispatch_uid="deliveries.file_ready")
+        # Sent after the pipeline's transaction commits: route the file there and then.
+        signals.file_ready.connect(routing.on_file_ready, dispatch_uid="deliveries.file_ready")
         signals.master_key_rotated.connect(_reseal, dispatch_uid="deliveries.reseal")
 
 

@@ -6,7 +6,7 @@ from django_filters import rest_framework as filters
 
 from accounts.models import Partner
 from deliveries.models import Delivery, PartnerEndpoint, Pull, Route
-from mft.filters import StableOrderingFilter
+from mft.filters import StableOrderingFilter, UtcIsoDateTimeFilter
 
 
 class PartnerEndpointFilter(filters.FilterSet):
@@ -51,8 +51,8 @@ class DeliveryFilter(filters.FilterSet):
                                 max_value=2**63 - 1)
     direction = filters.ChoiceFilter(choices=Delivery.Direction.choices)
     status = filters.MultipleChoiceFilter(choices=Delivery.Status.choices)
-    created_after = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    created_before = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    created_after = UtcIsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = UtcIsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
     ordering = StableOrderingFilter(fields=("created_at", "finished_at", "status", "id"))
 
     class Meta:

@@ -8,7 +8,6 @@ from __future__ import annotations
 from django.db import transaction
 
 from mft.celery import app
-from transfers.models import StoredFile
 
 RUN_DELIVERY_TASK = "deliveries.run_delivery"
 ROUTE_FILE_TASK = "deliveries.route_file"
@@ -25,10 +24,5 @@ def enqueue_on_commit(delivery_id: int) -> None:
 
 
 def file_ready(file_id: int) -> None:
-    """Ask a worker to route a file that just became ready (the pipeline calls this)."""
+    """Ask a worker to route a file that just became ready (when routing it at once failed)."""
     app.send_task(ROUTE_FILE_TASK, args=[file_id])
-
-
-def on_file_ready(sender: object, stored_file: StoredFile, **kwargs: object) -> None:
-    """Receive `transfers.signals.file_ready` (sent after commit) and queue the routing."""
-    file_ready(stored_file.pk)

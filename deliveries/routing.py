@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import logging
 import posixpath
 import re
 from datetime import timedelta
@@ -15,6 +16,8 @@ from django.utils import timezone
 from deliveries import queue, windows
 from deliveries.models import Delivery, Route
 from transfers.models import FileState, StoredFile
+
+log = logging.getLogger(__name__)
 
 _BATCH = 1000
 
@@ -95,6 +98,20 @@ def create_delivery(route: Route, stored: StoredFile, *, requested_by: str = "sy
         return None  # already routed: a file goes once per route
     queue.enqueue_on_commit(row.pk)
     return row
+
+
+def on_file_ready(sender: object, stored_file: StoredFile, **kwargs: object) -> None:
+    """Receive `transfers.signals.file_ready` (sent after commit) and route the file at once.
+
+    Here rather than in a queued task: behind a burst of pipeline messages on the same queue,
+    the routing would wait its turn. If it fails, the task is queued instead, and the
+    sweeper's catch-up routes whatever is still missed.
+    """
+    try:
+        route_file(stored_file.pk)
+    except Exception:
+        log.exception("routing file %s failed; queued for a worker", stored_file.pk)
+        queue.file_ready(stored_file.pk)
 
 
 def route_file(file_id: int) -> list[Delivery]:

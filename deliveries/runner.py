@@ -240,13 +240,20 @@ def _announce(delivery_id: int, kind: str, reason: str) -> None:
 
 
 def _kick(endpoint_id: int) -> None:
-    """Send the endpoint's next due delivery, now that a connection slot is free."""
+    """Send the endpoint's next due deliveries, now that a connection slot is free.
+
+    As many as the endpoint has connections, not one: two deliveries finishing at once
+    would both send the same oldest one, and the endpoint's concurrency would shrink to a
+    single chain of deliveries. A message whose claim finds no room is simply dropped.
+    """
     now = timezone.now()
+    slots = (PartnerEndpoint.objects.filter(pk=endpoint_id)
+             .values_list("max_connections", flat=True).first()) or 1
     waiting = (Delivery.objects.filter(endpoint_id=endpoint_id, status__in=_ACTIVE)
                .filter(Q(not_before__isnull=True) | Q(not_before__lte=now))
-               .order_by("created_at").values_list("pk", flat=True).first())
-    if waiting is not None:
-        queue.enqueue(waiting)
+               .order_by("created_at").values_list("pk", flat=True)[:slots])
+    for delivery_id in waiting:
+        queue.enqueue(delivery_id)
 
 
 def sweep() -> int:

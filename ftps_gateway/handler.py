@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import collections
 import logging
-import socket
 import sys
 import time
 import uuid
@@ -19,261 +18,25 @@ from datetime import UTC, datetime
 from typing import Any
 
 from OpenSSL import SSL
-from pyftpdlib.exceptions import _RetryError
 from pyftpdlib.filesystems import FilesystemError
-from pyftpdlib.handlers import TLS_DTPHandler, TLS_FTPHandler
-from pyftpdlib.handlers.ftp.dispatchers import PassiveDTP
+from pyftpdlib.handlers import TLS_FTPHandler
 
 from accounts import bans, services
 from accounts.models import User
 from audit import events
 from audit.events import Origin
-from ftps_gateway import masquerade, proxy_protocol, replies, throttle, tls
+from ftps_gateway import masquerade, proxy_protocol, replies, tls
 from ftps_gateway.authorizer import SessionAuthorizer
+from ftps_gateway.data_channel import DataChannel, NoPassivePort, RangePassiveDTP
 from ftps_gateway.filesystem import HomeFS
 from ftps_gateway.transfer_files import DownloadFile, Producer, UploadFile
+from mft import metrics
 from mft.errors import LoginRefused, PortsideError, TemporarilyUnavailable
-from transfers import download_audit, files, uploads
+from transfers import download_audit, files, pipeline, uploads
 
 log = logging.getLogger(__name__)
 
 _MAX_QUEUED_LINES = 32
-_READS_PER_EVENT = 64  # TLS records drained per loop pass (16 KiB each): see PERFORMANCE.md
-
-
-class NoPassivePort(OSError):
-    """Every port of the passive range is busy."""
-
-
-class RangePassiveDTP(PassiveDTP):
-    """A passive listener that never falls back to a port outside the configured range."""
-
-    def bind(self, addr: tuple[Any, ...]) -> None:
-        if addr[1] == 0 and self.cmd_channel.passive_ports is not None:
-            self.close()
-            raise NoPassivePort("no free passive port in the configured range")
-        super().bind(addr)
-
-    def listen(self, num: int) -> None:
-        # pyftpdlib skips ports that fail with EPERM and then listens unbound, which
-        # the kernel answers with a random port: never listen outside the range.
-        ports = self.cmd_channel.passive_ports
-        if ports is not None and self.socket.getsockname()[1] not in ports:
-            self.close()
-            raise NoPassivePort("no free passive port in the configured range")
-        super().listen(num)
-
-    def handle_accepted(self, sock: Any, addr: Any) -> None:
-        """Check a proxied session's data connection by its PROXY header's client."""
-        if proxy_protocol.accept_data(self, sock, addr, super().handle_accepted):
-            return
-        if addr[0] != self.cmd_channel.remote_ip:  # pyftpdlib refuses it with a 425
-            self.cmd_channel.audit_refusal("data-address", f"data connection from {addr[0]}")
-        super().handle_accepted(sock, addr)
-
-
-class DataChannel(TLS_DTPHandler):
-    """A data connection: must resume its control connection's TLS session."""
-
-    ac_in_buffer_size = 256 * 1024
-    ac_out_buffer_size = 256 * 1024
-    # Attributes pyftpdlib (untyped) sets; declared so the type checker knows them.
-    file_obj: Any
-    cmd_channel: Any
-    _resp: Any
-
-    def __init__(self, sock: Any, cmd_channel: Any) -> None:
-        self._refusal: PortsideError | None = None
-        self._held: bytes | None = None  # a piece waiting for its quota claim
-        self._tls_refused = False
-        self._upload_handed_over = False
-        self._bandwidth_timer: Any = None
-        self.bandwidth = throttle.for_user(cmd_channel.user)
-        # Small files: without NODELAY the last segment of each file waits for an ACK.
-        try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except OSError:
-            pass
-        super().__init__(sock, cmd_channel)
-        if self.bandwidth is not None:
-            self.bandwidth.size_buffers(self)
-
-    def secure_connection(self, ssl_context: Any) -> None:
-        super().secure_connection(ssl_context)
-        if not isinstance(self.socket, SSL.Connection):
-            return
-        token = getattr(self.cmd_channel, "tls_session_token", None)
-        if token is None:
-            self.cmd_channel.respond(tls.REUSE_REQUIRED_REPLY)
-            self.close()
-            return
-        exempt = bool(self.cmd_channel.user and self.cmd_channel.user.tls_reuse_exempt)
-        tls.bind_session_context(self.socket, token, require_reuse=not exempt)
-
-    def handle_failed_ssl_handshake(self) -> None:
-        error = sys.exc_info()[1]
-        refused = tls.is_reuse_refusal(error)
-        log.info("data connection TLS handshake failed: %r", error)
-        self._refuse_tls(tls.REUSE_REQUIRED_REPLY if refused else "522 SSL handshake failed.")
-
-    def handle_ssl_established(self) -> None:
-        user = self.cmd_channel.user
-        if not tls.session_reused(self.socket) and not (user and user.tls_reuse_exempt):
-            self._refuse_tls(tls.REUSE_REQUIRED_REPLY)
-
-    def _refuse_tls(self, reply: str) -> None:
-        """Refuse this data connection with one 522 reply and drop its transfer."""
-        self._tls_refused = True
-        self.cmd_channel.respond(reply)
-        self.cmd_channel.audit_refusal("data-tls", reply)
-        queued = self.file_obj or self.cmd_channel.take_queued_file()
-        self.file_obj = None
-        if isinstance(queued, UploadFile):
-            upload = queued.upload
-            self.cmd_channel.background(lambda: upload.abort("data connection TLS refused"))
-        elif queued is not None:
-            queued.close()
-        self.close()
-
-    def initiate_send(self) -> None:
-        if self._ssl_accepting:
-            return  # the handshake runs from the event handlers; data follows it
-        super().initiate_send()
-
-    def send(self, data: bytes) -> int:
-        # asynchat passes the empty listing of an empty folder (NLST) to send(); a
-        # zero-byte SSL_write reads as "Unexpected EOF" and turned the 226 into a 426.
-        if not data:
-            return 0
-        sent = int(super().send(data))
-        if self.bandwidth is not None:
-            self.bandwidth.sent(self, sent)
-        return sent
-
-    def handle_read(self) -> None:
-        """Drain several TLS records per loop pass instead of pyftpdlib's one."""
-        for _ in range(_READS_PER_EVENT):
-            try:
-                chunk = self.recv(self.ac_in_buffer_size)
-            except _RetryError:
-                return
-            except OSError:
-                self.handle_error()
-                return
-            if not chunk:
-                self.transfer_finished = True
-                return
-            self.tot_bytes_received += len(chunk)
-            if self._data_wrapper is not None:
-                chunk = self._data_wrapper(chunk)
-            if not self._take(chunk):
-                return
-            if self.bandwidth is not None and self.bandwidth.received(self, len(chunk)):
-                return
-
-    def _take(self, chunk: bytes) -> bool:
-        """Write a received piece; return False when reading stops (quota claim, refusal).
-
-        A piece beyond the quota already claimed waits, with reading held, for a claim
-        on the blocking pool: the database is never called on the loop.
-        """
-        handle: UploadFile = self.file_obj
-        needed = handle.upload.shortfall(len(chunk))
-        if needed:
-            self._held = chunk
-            self.call_later(0, self._hold_reading)
-            if handle.claiming is None:
-                handle.claim(needed, self._after_claim)
-            return False
-        try:
-            handle.write(chunk)
-        except PortsideError as exc:
-            self._refuse_upload(exc)
-            return False
-        if handle.claiming is None and handle.upload.running_low():
-            handle.claim(0, self._after_claim)  # ahead of need, so reading rarely waits
-        return not self._closed
-
-    def _hold_reading(self) -> None:
-        """Leave the loop while a piece waits for quota.
-
-        Scheduled, not done in the read event: on its way out of an event pyftpdlib's TLS
-        mixin may register the channel again (see throttle._pause).
-        """
-        if self._held is not None and not self._closed:
-            self.del_channel()
-
-    def _after_claim(self, needed: int, error: BaseException | None) -> None:
-        """Go on with the held piece once a claim is back; refuse it when none is left."""
-        if self._closed or self._held is None:
-            return  # a claim ahead of need: a failure surfaces when the bytes arrive
-        if isinstance(error, PortsideError) and needed:
-            self._refuse_upload(error)
-            return
-        if error is not None and needed:
-            log.error("quota claim failed", exc_info=error)
-            self._refuse_upload(TemporarilyUnavailable("quota could not be checked"),
-                                reply="451 Could not check the quota; try again.")
-            return
-        chunk, self._held = self._held, None
-        if not self._take(chunk):
-            return
-        if self._bandwidth_timer is None:
-            if self._fileno not in self.ioloop.socket_map:
-                self.add_channel(events=self.ioloop.READ)
-            # TLS may hold decrypted bytes the socket no longer signals: read them now.
-            self.call_later(0, self.handle_read_event)
-
-    def _refuse_upload(self, error: PortsideError, reply: str | None = None) -> None:
-        """Stop an upload a service refused; the control handler removes its bytes."""
-        self._refusal = error
-        self._resp = (reply or replies.for_error(error), log.info)
-        self.close()
-
-    def handle_read_event(self) -> None:
-        """Read data; TLS handshakes and shutdowns still go through pyftpdlib's mixin."""
-        if not self._ssl_requested:
-            self.handle_read()
-            return
-        if self._ssl_accepting or self._ssl_closing:
-            super().handle_read_event()
-            return
-        with self._handle_ssl_want_rw():
-            self._ssl_want_read = False
-            self.handle_read()
-
-    def close(self) -> None:
-        """Close; an upload's final reply waits until the file is safely recorded."""
-        if self._closed:
-            return
-        upload = self.file_obj if isinstance(self.file_obj, UploadFile) else None
-        if upload is not None and self.receive and not self._upload_handed_over:
-            # A TLS shutdown can keep the channel open past this first close(): hand the
-            # upload over exactly once, or a second close would finish it twice.
-            self._upload_handed_over = True
-            completed = (self.transfer_finished and self._refusal is None
-                         and self._ended_cleanly())
-            refusal_reply = self._resp[0] if self._refusal is not None else None
-            if self._refusal is None and self._resp and self._resp[0].startswith("421"):
-                # A stalled transfer timed out and the session ends now: say so first.
-                self.cmd_channel.respond(self._resp[0])
-            self._resp = ()
-            super().close()
-            self.cmd_channel.upload_closed(upload, completed=completed,
-                                           refusal=self._refusal, reply=refusal_reply)
-            return
-        super().close()
-
-    def _ended_cleanly(self) -> bool:
-        """Return False when a TLS upload ended without the client's close_notify.
-
-        pyftpdlib treats any end of the stream (FIN or even RST) as the end of the file;
-        over TLS only close_notify proves nothing was cut off (RFC 4217, section 10.2),
-        so anything else keeps the upload as a resumable part instead of a whole file.
-        """
-        if not isinstance(self.socket, SSL.Connection):
-            return True
-        return bool(self.socket.get_shutdown() & SSL.RECEIVED_SHUTDOWN)
 
 
 class ControlHandler(TLS_FTPHandler):
@@ -291,6 +54,7 @@ class ControlHandler(TLS_FTPHandler):
     masquerade_address: str | None = None
     masquerade_map: masquerade.MasqueradeMap = ()
     pool: Any = None
+    audit_spool: Any = None  # the process's audit.spool.AuditSpool, set by the server
     auth_failed_delay = 1.0
     active_mode = False
     use_sendfile = False
@@ -319,6 +83,7 @@ class ControlHandler(TLS_FTPHandler):
         self.session_id = uuid.uuid4().hex[:12]
         self.tls_session_token: bytes | None = None
         self._busy = False
+        self._counted = False  # in the live sessions gauge
         self._aborting = False
         self._queued: collections.deque[bytes] = collections.deque()
         self._upload_started: dict[int, float] = {}
@@ -362,6 +127,8 @@ class ControlHandler(TLS_FTPHandler):
             return
         self._ban_checked = True
         self.audit_session("connect", details={"implicit": self.implicit})
+        metrics.ftps_session_opened()
+        self._counted = True
         if not self.implicit or self._ssl_established:
             self._greet()
 
@@ -550,9 +317,18 @@ class ControlHandler(TLS_FTPHandler):
         return base.as_user(self.user) if self.user is not None else base
 
     def audit_session(self, action: str, *, outcome: str = events.INFO,
-                      details: dict[str, Any] | None = None) -> None:
-        """Write a session event in the background."""
-        origin = self.origin()
+                      details: dict[str, Any] | None = None,
+                      origin: Origin | None = None) -> None:
+        """Record a session event through the process's durable audit spool: the loop never
+        waits on the database, and the event survives the process being killed."""
+        origin = origin or self.origin()
+        if self.audit_spool is not None:
+            try:
+                self.audit_spool.append("session", origin=origin, action=action,
+                                        outcome=outcome, details=details)
+                return
+            except (OSError, ValueError):  # disk full, or the spool already closed at exit
+                log.exception("audit spool unavailable; writing %s in the background", action)
         self.background(lambda: events.session_event(origin=origin, action=action,
                                                      outcome=outcome, details=details))
 
@@ -568,7 +344,10 @@ class ControlHandler(TLS_FTPHandler):
 
         def then(_result: Any, error: BaseException | None) -> None:
             if error is not None:
-                log.error("could not record a refusal", exc_info=error)
+                # Not lost: the spool writes it once the database answers again.
+                log.error("could not record a refusal; spooled", exc_info=error)
+                self.audit_session("refused", outcome=events.FAILURE, details=details,
+                                   origin=origin)
             self.respond(reply)
 
         self.defer(lambda: events.session_event(origin=origin, action="refused",
@@ -576,8 +355,10 @@ class ControlHandler(TLS_FTPHandler):
                    then)
 
     def on_disconnect(self) -> None:
-        origin = self.origin()
-        self.background(lambda: events.session_event(origin=origin, action="disconnect"))
+        self.audit_session("disconnect")
+        if self._counted:
+            self._counted = False
+            metrics.ftps_session_closed()
 
     # --- data connections ----------------------------------------------------------------
 
@@ -673,15 +454,22 @@ class ControlHandler(TLS_FTPHandler):
                        kept)
             return
 
-        def then(stored: Any, error: BaseException | None) -> None:
-            if error is not None:
+        def finish() -> tuple[Any, list[int]]:
+            with pipeline.held_sends() as held:
+                return upload.upload.finish(), held
+
+        def then(result: tuple[Any, list[int]] | None, error: BaseException | None) -> None:
+            if error is not None or result is None:
                 log.error("upload finish failed", exc_info=error)
                 self.respond(replies.for_error(error, default="451 Could not store the file."))
-            else:
-                self.respond(f"226 Transfer complete: {stored.size} bytes, SHA-256 "
-                             f"{stored.sha256}.")
+                return
+            stored, held = result
+            self.respond(f"226 Transfer complete: {stored.size} bytes, SHA-256 "
+                         f"{stored.sha256}.")
+            # The file is durable and recorded; the broker message may follow the reply.
+            self.background(lambda: pipeline.send_held(held))
 
-        self.defer(upload.upload.finish, then)
+        self.defer(finish, then)
 
     def ftp_RETR(self, file: str) -> None:
         offset = self._restart_position

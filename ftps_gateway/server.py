@@ -1,15 +1,17 @@
 """Build and run the gateway: listeners, per-server handler classes, event-loop processes.
 
-Server model (see docs/PERFORMANCE.md): the parent binds the listening sockets, then forks
+Server model (see docs/PERFORMANCE.md): the parent reserves the listening ports, then forks
 N worker processes. Each creates its own epoll loop after the fork (pyftpdlib's prefork
 creates it before, so its workers share one epoll instance and misbehave), its own
-blocking-work thread pool and its own database connections, and accepts from the shared
-listening sockets. Transfers run on the loops; hashing, database and audit run on the
-pools.
+blocking-work thread pool and its own database connections, and its own listening socket
+on the reserved port (SO_REUSEPORT), so the kernel spreads new connections evenly over the
+workers; with one shared listening socket, whichever worker woke first took them all.
+Transfers run on the loops; hashing, database and audit run on the pools.
 """
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import signal
@@ -23,9 +25,11 @@ from django.conf import settings
 from django.db import connections
 from pyftpdlib.servers import FTPServer
 
-from ftps_gateway import masquerade, proxy_protocol, tls
+from audit import spool
+from ftps_gateway import masquerade, proxy_protocol, throttle, tls
 from ftps_gateway.blocking import BlockingPool
-from ftps_gateway.handler import ControlHandler, DataChannel
+from ftps_gateway.data_channel import DataChannel
+from ftps_gateway.handler import ControlHandler
 from ftps_gateway.session_context import SessionContext, SessionIOLoop
 from ftps_gateway.sessions import SessionPublisher
 from mft import heartbeat
@@ -33,6 +37,9 @@ from mft.models import ProcessHeartbeat
 
 log = logging.getLogger(__name__)
 CERT_CHECK_SECONDS = 2.0
+# At exit, how long the audit spool may take to empty: inside the 5 s the parent allows past
+# the stop grace before SIGKILL (what is left is replayed at the next start anyway).
+SPOOL_CLOSE_SECONDS = 3.0
 
 
 @dataclass(frozen=True)
@@ -91,20 +98,46 @@ class GatewayConfig:
         return cls(**values)
 
 
-def bind_listeners(config: GatewayConfig) -> dict[str, socket.socket]:
-    """Bind the enabled listening sockets ("explicit", "implicit") before any fork."""
+LISTEN_BACKLOG = 256
+
+
+def bind_listeners(config: GatewayConfig, *, listen: bool = True) -> dict[str, socket.socket]:
+    """Bind the enabled listening sockets ("explicit", "implicit") before any fork.
+
+    With listen=False the sockets only reserve their ports (SO_REUSEPORT, not listening, so
+    they are never handed a connection) for the workers' own listeners (worker_listeners).
+    """
     listeners: dict[str, socket.socket] = {}
     for name, port in (("explicit", config.explicit_port), ("implicit", config.implicit_port)):
         if port is None:
             continue
         family = socket.AF_INET6 if ":" in config.bind_address else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((config.bind_address, port))
-        sock.listen(256)
-        sock.setblocking(False)
+        sock = _listener(family, (config.bind_address, port), listen=listen,
+                         reuse_port=not listen)
         listeners[name] = sock
     return listeners
+
+
+def worker_listeners(reserved: dict[str, socket.socket]) -> dict[str, socket.socket]:
+    """Open this worker's own listening sockets on the ports the parent reserved."""
+    return {name: _listener(sock.family, sock.getsockname(), listen=True, reuse_port=True)
+            for name, sock in reserved.items()}
+
+
+def _listener(family: int, address: Any, *, listen: bool, reuse_port: bool) -> socket.socket:
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(address)
+        if listen:
+            sock.listen(LISTEN_BACKLOG)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 def server_context(config: GatewayConfig) -> Any:
@@ -121,7 +154,8 @@ def proxy_policy(config: GatewayConfig) -> proxy_protocol.ProxyPolicy:
                                             config.proxy_timeout)
 
 
-def handler_class(config: GatewayConfig, *, implicit: bool, pool: BlockingPool) -> type:
+def handler_class(config: GatewayConfig, *, implicit: bool, pool: BlockingPool,
+                  audit_spool: spool.AuditSpool | None = None) -> type:
     """Return a fresh handler subclass for one server: pyftpdlib classes are never mutated."""
     context = server_context(config)
     low, high = config.passive_ports
@@ -131,6 +165,7 @@ def handler_class(config: GatewayConfig, *, implicit: bool, pool: BlockingPool) 
         "ssl_context": context,
         "implicit": implicit,
         "pool": pool,
+        "audit_spool": audit_spool,
         "dtp_handler": data,
         "timeout": config.idle_timeout,
         "passive_ports": range(low, high + 1),
@@ -152,9 +187,12 @@ class GatewayProcess:
         self.config = config
         self.ioloop = SessionIOLoop()
         self.pool = BlockingPool(self.ioloop, config.blocking_threads)
+        self.spool = spool.AuditSpool()
+        self._drainer = spool.Drainer(self.spool)
         self.servers: dict[str, FTPServer] = {}
         for name, sock in listeners.items():
-            handler = handler_class(config, implicit=name == "implicit", pool=self.pool)
+            handler = handler_class(config, implicit=name == "implicit", pool=self.pool,
+                                    audit_spool=self.spool)
             # The process owns the socket: closing it on drain must stop new connections
             # (a forked worker's copy is its own descriptor, closed only in that worker).
             server = FTPServer(sock, handler, ioloop=self.ioloop)
@@ -178,6 +216,7 @@ class GatewayProcess:
         self._heartbeat = heartbeat.HeartbeatThread(
             ProcessHeartbeat.Kind.GATEWAY, name, {"ports": self.ports})
         self._heartbeat.start()
+        self._drainer.start()
         self.publisher = SessionPublisher(self.pool, self._sessions, name)
         self.publisher.start(self.ioloop)
         soonest: float | None = None
@@ -254,13 +293,16 @@ class GatewayProcess:
         return not busy or expired
 
     def _shutdown(self) -> None:
-        """Close listeners and sessions, then the pool and the heartbeat."""
+        """Close listeners and sessions, then the pool, the audit spool and the heartbeat."""
         for server in self.servers.values():
             server.close()
         self.ioloop.close()
         if self.publisher is not None:
             self.publisher.close()
         self.pool.close()
+        # After the sessions (their disconnect events) and the pool (a refusal it could not
+        # write falls back to the spool): empty the spool before the process exits.
+        self._drainer.close(SPOOL_CLOSE_SECONDS)
         if self._heartbeat is not None:
             self._heartbeat.stop()
         connections.close_all()
@@ -268,12 +310,16 @@ class GatewayProcess:
 
 def run_forever(config: GatewayConfig) -> int:
     """Run the gateway in `config.workers` processes until SIGTERM or SIGINT."""
-    listeners = bind_listeners(config)
+    # One process listens itself; several each listen on the ports the parent reserves.
+    listeners = bind_listeners(config, listen=config.workers <= 1)
+    # Audit events a killed gateway left in its spool are written before serving again.
+    spool.replay_or_log()
     for name, sock in listeners.items():
         log.info("FTPS %s listening on %s:%s", name, *sock.getsockname()[:2])
     if config.workers <= 1:
         return _serve_here(config, listeners)
     connections.close_all()  # never share a database connection across fork
+    throttle.share_across_processes()  # the workers inherit one table of budgets
     children: dict[int, int] = {}
     stopping = False
 
@@ -298,8 +344,11 @@ def run_forever(config: GatewayConfig) -> int:
             children.pop(pid)
             time.sleep(0.5)
             children[_fork_worker(config, listeners)] = 0
+            # After the fork, so a slow database never delays the replacement worker.
+            spool.replay_or_log()
+            connections.close_all()
     for sock in listeners.values():
-        sock.close()  # the workers hold the last descriptors; they close them when draining
+        sock.close()  # the reservations; each worker closes its own listeners when draining
     for pid in children:
         try:
             os.kill(pid, signal.SIGTERM)
@@ -322,14 +371,39 @@ def run_forever(config: GatewayConfig) -> int:
 
 def _fork_worker(config: GatewayConfig, listeners: dict[str, socket.socket]) -> int:
     """Fork one worker process; return its pid in the parent."""
+    parent = os.getpid()
     pid = os.fork()
     if pid:
         return pid
     code = 1
     try:
-        code = _serve_here(config, listeners)
+        _drain_when_orphaned(parent)
+        own = worker_listeners(listeners)
+        for sock in listeners.values():
+            sock.close()  # this process's copy of the parent's reservation
+        code = _serve_here(config, own)
     finally:
         os._exit(code)
+
+
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _drain_when_orphaned(parent: int) -> None:
+    """Get SIGTERM (drain, then exit) when the parent dies, however it dies.
+
+    An orphaned worker would go on accepting on the gateway's ports with nobody left to
+    replace or stop it, beside the workers of the gateway started in its place. prctl
+    through ctypes: the standard library has no call for it (Linux only; elsewhere a
+    no-op).
+    """
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # it died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _serve_here(config: GatewayConfig, listeners: dict[str, socket.socket]) -> int:

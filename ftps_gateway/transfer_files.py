@@ -29,7 +29,7 @@ class UploadFile:
         self.closed = False
         self.claiming: int | None = None  # bytes the claim in flight must cover (0: ahead)
 
-    def write(self, data: bytes) -> int:
+    def write(self, data: bytes | memoryview) -> int:
         self.upload.write(data)
         return len(data)
 
@@ -63,6 +63,19 @@ class DownloadFile:
         data = self.download.reader.read(size)
         self.sent += len(data)
         return data
+
+    def readinto(self, buffer: memoryview) -> int:
+        """Fill buffer with the next plaintext (decrypted in place where the reader can)."""
+        reader = self.download.reader
+        fill = getattr(reader, "readinto", None)
+        if fill is not None:
+            count = int(fill(buffer))
+        else:
+            data = reader.read(len(buffer))
+            count = len(data)
+            buffer[:count] = data
+        self.sent += count
+        return count
 
     def close(self) -> None:
         if not self.closed:

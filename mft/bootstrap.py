@@ -8,7 +8,7 @@ from django.conf import settings
 
 from accounts import services
 from accounts.models import User
-from ftps_gateway import certificate
+from mft import server_certificate as certificate
 
 
 @dataclass(frozen=True)

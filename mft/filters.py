@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import datetime
 from typing import Any
 
 from django import forms
 from django.db.models import QuerySet
 from django_filters import rest_framework as filters
+from django_filters.fields import IsoDateTimeField
 
 
 class StableOrderingFilter(filters.OrderingFilter):
@@ -27,3 +29,26 @@ class AddressFilter(filters.CharFilter):
     """Match an IP address exactly, refusing anything that is not one (400, not a DB error)."""
 
     field_class = forms.GenericIPAddressField
+
+
+class UtcIsoDateTimeField(IsoDateTimeField):
+    """An ISO 8601 date-time, converted to UTC before it reaches the database.
+
+    Python accepts UTC offsets up to a day and PostgreSQL only up to 15:59, and a date at
+    the edge of the calendar may leave it once converted: 400, not a database error.
+    """
+
+    def to_python(self, value: Any) -> datetime.datetime | None:
+        parsed = super().to_python(value)
+        if parsed is None:
+            return None
+        try:
+            return parsed.astimezone(datetime.UTC)
+        except (OverflowError, ValueError):
+            raise forms.ValidationError("date-time out of range", code="invalid") from None
+
+
+class UtcIsoDateTimeFilter(filters.IsoDateTimeFilter):
+    """IsoDateTimeFilter with UtcIsoDateTimeField."""
+
+    field_class = UtcIsoDateTimeField

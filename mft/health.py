@@ -79,6 +79,18 @@ def _pipeline() -> dict[str, Any]:
             "threshold_seconds": settings.PIPELINE_STUCK_SECONDS}
 
 
+def _audit_spool() -> dict[str, Any]:
+    """Return the gateway audit spool's backlog on this host: events not yet in the chain."""
+    from audit import spool
+
+    try:
+        backlog = spool.backlog()
+    except Exception as exc:  # noqa: BLE001
+        return {"status": "down", "error": str(exc)[:200]}
+    late = backlog["oldest_pending_seconds"] > spool.LOG_AFTER
+    return {"status": "warning" if late else "ok", **backlog}
+
+
 def report() -> dict[str, Any]:
     """Return the whole health report; status is ok when database, broker and worker are."""
     components = {
@@ -88,6 +100,7 @@ def report() -> dict[str, Any]:
         "gateway": _processes(ProcessHeartbeat.Kind.GATEWAY),
         "clamd": _clamd(),
         "pipeline": _pipeline(),
+        "audit_spool": _audit_spool(),
     }
     required = ("database", "broker", "worker")
     ok = all(components[name]["status"] == "ok" for name in required)

@@ -113,10 +113,20 @@ def _count(action: str, outcome: str, protocol: str, details: dict[str, Any]) ->
         DELIVERIES.labels(_DELIVERY_OUTCOMES[action]).inc()
     elif action.startswith("pipeline."):
         PIPELINE_STEPS.labels(action.removeprefix("pipeline."), outcome).inc()
-    elif protocol == "ftps" and action == "connect":
-        FTPS_SESSIONS.inc()
-    elif protocol == "ftps" and action == "disconnect":
-        FTPS_SESSIONS.dec()
+
+
+def ftps_session_opened() -> None:
+    """Count an FTPS session in this process's live gauge (the gateway calls it at connect).
+
+    Counted where the session lives, not from its audit events: those are written later,
+    in batches, and after a crash by another process, which would skew a live gauge.
+    """
+    FTPS_SESSIONS.inc()
+
+
+def ftps_session_closed() -> None:
+    """Uncount an FTPS session opened with ftps_session_opened()."""
+    FTPS_SESSIONS.dec()
 
 
 def clear_directory(*, this_host_only: bool = False) -> int:

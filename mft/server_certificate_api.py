@@ -16,7 +16,7 @@ from rest_framework.views import APIView
 
 from accounts.api_auth import origin_of
 from accounts.permissions import ALL_ACTIONS, ActionScope
-from ftps_gateway import certificate
+from mft import server_certificate as certificate
 from mft.errors import InvalidInput, NotFound
 from mft.viewsets import validated
 

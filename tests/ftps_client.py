@@ -66,6 +66,21 @@ def login(port: int, username: str, password: str, *, implicit: bool = False,
     return ftp
 
 
+def stock_login(port: int, username: str, password: str) -> ftplib.FTP_TLS:
+    """Log in with the standard library's FTP_TLS (which never resumes the control
+    connection's TLS session on data connections), with PROT P set."""
+    ftp = ftplib.FTP_TLS(context=client_context(), timeout=15)
+    ftp.connect("127.0.0.1", port)
+    try:
+        ftp.auth()
+        ftplib.FTP.login(ftp, username, password)
+        ftp.prot_p()
+    except BaseException:
+        ftp.close()
+        raise
+    return ftp
+
+
 def reply(ftp: ftplib.FTP, command: str) -> str:
     """Send a command and return the server's reply, whatever its code."""
     ftp.putcmd(command)

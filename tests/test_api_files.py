@@ -76,6 +76,22 @@ def test_a_malformed_date_filter_is_a_400(cast):
     assert response.status_code == 400
 
 
+def test_a_date_filter_with_any_utc_offset_is_compared_in_utc(cast):
+    new = store(cast.partner.user, "/new.txt")
+    admin = client_for(cast.admin.user, "read")
+    # Python allows offsets up to a day; PostgreSQL only to 15:59 (this was a 500 there).
+    response = admin.get("/api/v1/files/", {"created_after": "0400-08-03T15:34:08-21:32"})
+    assert response.status_code == 200 and _ids(response) == [new.pk]
+    assert _ids(admin.get("/api/v1/files/", {"created_before": "2000-01-01T00:00:00+23:59"})) == []
+
+
+@pytest.mark.parametrize("edge", ["0001-01-01T00:00:00+05:00", "9999-12-31T23:00:00-05:00"])
+def test_a_date_filter_that_leaves_the_calendar_in_utc_is_a_400(cast, edge):
+    response = client_for(cast.admin.user, "read").get("/api/v1/files/", {"created_after": edge})
+    assert response.status_code == 400
+    assert "created_after" in response.json()["errors"]
+
+
 def test_file_metadata_has_the_sha256_and_the_scan_result(cast):
     stored = store(cast.partner.user, "/a.txt", b"hello")
     StoredFile.objects.filter(pk=stored.pk).update(scan_engine="ClamAV 1.0", state="clean")

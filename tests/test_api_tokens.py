@@ -166,3 +166,19 @@ def test_token_use_records_the_last_used_time(cast):
     secret = token_for(cast.admin.user, "read")
     bearer_client(secret).get("/api/v1/files/")
     assert tokens.authenticate_token(secret, source_ip="127.0.0.1").last_used_at is not None
+
+
+def test_token_last_used_time_is_written_at_most_once_a_minute(cast):
+    from datetime import timedelta
+
+    from accounts.models import ApiToken
+
+    secret = token_for(cast.admin.user, "read")
+    first = tokens.authenticate_token(secret, source_ip="127.0.0.1").last_used_at
+    again = tokens.authenticate_token(secret, source_ip="127.0.0.1")
+    assert again.last_used_at == first  # no write for a use seconds later
+    stale = first - timedelta(minutes=2)
+    ApiToken.objects.filter(pk=again.pk).update(last_used_at=stale)
+    later = tokens.authenticate_token(secret, source_ip="127.0.0.1").last_used_at
+    assert later is not None and later > first
+    assert ApiToken.objects.get(pk=again.pk).last_used_at == later

@@ -41,7 +41,9 @@ def test_on_arrival_push_lands_on_the_gateway_with_a_verified_receipt(
     data = os.urandom(700_000)
     sent = store(cast.partner.user, "/orders.csv", data, ready=False)
     ran = broker.drain()
-    assert "transfers.run_pipeline" in ran and "deliveries.route_file" in ran
+    # Routed as the file became ready, in the pipeline's worker: no routing task to wait for.
+    assert "transfers.run_pipeline" in ran and "deliveries.route_file" not in ran
+    assert "deliveries.run_delivery" in ran
     delivery = only_delivery()
     assert delivery.status == Delivery.Status.DELIVERED, delivery.last_error
     digest = hashlib.sha256(data).hexdigest()
@@ -397,6 +399,24 @@ def test_an_endpoint_runs_no_more_deliveries_at_once_than_its_limit(cast, stock,
     assert runner.claim(second.pk) is None  # the endpoint's only slot is taken
     second.refresh_from_db()
     assert second.status == Delivery.Status.PENDING and second.attempts == 0
+
+
+def test_a_finished_delivery_sends_as_many_waiting_ones_as_the_endpoint_has_slots(
+        cast, stock, broker):
+    server = stock()
+    endpoint = stock_endpoint(server, partner_named("Bank Ltd"), max_connections=2)
+    arrival_route(endpoint, cast.partner.user)
+    from deliveries import routing
+
+    rows = [routing.route_file(store(cast.partner.user, f"/{i}.csv", b"x").pk)[0]
+            for i in range(5)]
+    broker.sent.clear()  # their first messages found the endpoint full and were dropped
+    runner.run(rows[0].pk)
+    assert Delivery.objects.get(pk=rows[0].pk).status == Delivery.Status.DELIVERED
+    sent = [args[0] for name, args in broker.sent if name == "deliveries.run_delivery"]
+    # Two slots: the two oldest waiting go, so two finishing at once cannot both send
+    # the same one and leave the endpoint a single chain of deliveries.
+    assert sent == [rows[1].pk, rows[2].pk]
 
 
 def test_a_closed_delivery_window_postpones_the_push(cast, stock, broker):

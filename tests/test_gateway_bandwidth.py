@@ -10,6 +10,7 @@ import io
 import os
 import threading
 import time
+from typing import Any
 
 import pytest
 
@@ -79,6 +80,22 @@ def test_upload_is_held_to_the_users_rate(partner, gateway):
     assert seconds >= 3.0, f"1 MiB at 256 KiB/s took only {seconds:.2f} s (stored {stored})"
 
 
+def test_a_held_upload_whose_end_arrived_with_its_last_piece_completes(partner, gateway):
+    # Not a whole number of pieces: the last read takes the tail and the client's
+    # close_notify together while the user's budget is spent, so the end must be acted on
+    # when the pause is over (the socket will never signal it again).
+    _limit(partner, upload=256 * KIB)
+    data = os.urandom(512 * KIB + 1000)
+    ftp = login(gateway.explicit_port, partner.username, partner.password, timeout=20)
+    try:
+        final = ftp.storbinary("STOR tail.bin", io.BytesIO(data), blocksize=64 * KIB)
+    finally:
+        ftp.close()
+    assert final.startswith("226")
+    stored = StoredFile.objects.get(path="/tail.bin")
+    assert stored.size == len(data)
+
+
 def test_unlimited_user_is_not_held_back(partner, gateway):
     data = _ready_file(gateway.explicit_port, partner, "big.bin", 2 * MIB)
     received, seconds = _timed_download(gateway.explicit_port, partner, "big.bin")
@@ -117,3 +134,69 @@ def test_limits_are_refused_when_negative(partner):
         users.update_user(partner.user, origin=ADMIN, download_bytes_per_second=-1)
     partner.user.refresh_from_db()
     assert partner.user.download_bytes_per_second == 0
+
+
+def _sessions_by_worker(port: int, member, tries: int = 16) -> dict[int, Any]:
+    """Log in until two sessions sit on different worker processes; return one per pid."""
+    from transfers.models import GatewaySession
+
+    by_port: dict[int, Any] = {}
+    by_pid: dict[int, Any] = {}
+    for _ in range(tries):
+        ftp = login(port, member.username, member.password, timeout=60)
+        assert ftp.sock is not None
+        by_port[ftp.sock.getsockname()[1]] = ftp
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:  # the gateway publishes its sessions every 2 s
+            rows = GatewaySession.objects.filter(remote_port__in=list(by_port))
+            if rows.count() == len(by_port):
+                break
+            time.sleep(0.2)
+        for row in GatewaySession.objects.filter(remote_port__in=list(by_port)):
+            by_pid.setdefault(row.pid, by_port[int(row.remote_port or 0)])
+        if len(by_pid) >= 2:
+            break
+    for ftp in by_port.values():
+        if ftp not in by_pid.values():
+            ftp.quit()
+    return by_pid
+
+
+def test_sessions_on_different_worker_processes_share_the_users_limit(partner, tmp_path):
+    from tests.test_gateway_sigterm import GatewayChild
+
+    gateway = GatewayChild(tmp_path, workers=2)
+    try:
+        port = gateway.port()
+        data = _ready_file(port, partner, "split.bin", 1 * MIB)
+        _limit(partner, download=512 * KIB)
+        sessions = list(_sessions_by_worker(port, partner).values())[:2]
+        assert len(sessions) == 2, "every session landed on one worker process"
+        results: list[tuple[bytes, float]] = []
+        errors: list[BaseException] = []
+        start = threading.Barrier(2, timeout=30)
+
+        def download(ftp) -> None:
+            try:
+                start.wait()
+                received = io.BytesIO()
+                began = time.monotonic()
+                ftp.retrbinary("RETR split.bin", received.write, blocksize=64 * KIB)
+                results.append((received.getvalue(), time.monotonic() - began))
+            except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=download, args=(ftp,)) for ftp in sessions]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        for ftp in sessions:
+            ftp.quit()
+        assert not errors and len(results) == 2, errors
+        assert all(received == data for received, _ in results)
+        # Each process enforcing its own budget would let both finish in ~1.75 s.
+        slowest = max(seconds for _, seconds in results)
+        assert slowest >= 3.2, f"two workers let 2 MiB through a 512 KiB/s limit in {slowest:.2f} s"
+    finally:
+        gateway.close()

@@ -3,7 +3,6 @@ and the per-user TLS-reuse exemption, against a real gateway with real ftplib cl
 
 from __future__ import annotations
 
-import ftplib
 import socket
 import time
 
@@ -11,7 +10,7 @@ import pytest
 
 from accounts.models import User
 from tests.audit_log import wait_for_event
-from tests.ftps_client import client_context, login
+from tests.ftps_client import login, stock_login
 from tests.waiting import until
 from transfers.models import FileState, StoredFile
 
@@ -96,12 +95,8 @@ def test_explicit_listener_can_be_turned_off(partner, gateway_factory):
 
 def test_user_exempted_from_tls_reuse_may_use_the_stock_client(partner, gateway):
     User.objects.filter(pk=partner.user.pk).update(tls_reuse_exempt=True)
-    ftp = ftplib.FTP_TLS(context=client_context(), timeout=15)
-    ftp.connect("127.0.0.1", gateway.explicit_port)
+    ftp = stock_login(gateway.explicit_port, partner.username, partner.password)
     try:
-        ftp.auth()
-        ftplib.FTP.login(ftp, partner.username, partner.password)
-        ftp.prot_p()
         assert ftp.nlst() == []
     finally:
         ftp.quit()

@@ -58,10 +58,14 @@ class GatewayChild:
         raise AssertionError(f"gateway did not listen in time:\n{self.log()}")
 
     def close(self) -> None:
-        """Kill the child if a failed test left it running."""
+        """Stop the child (SIGTERM, then SIGKILL) if a test left it running."""
         if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(30)
+            self.process.terminate()
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(30)
         self._log.close()
 
 
@@ -119,3 +123,37 @@ def test_sigterm_lets_a_running_upload_complete_and_tells_idle_sessions_421(
     assert gateway.process.wait(30) == 0, gateway.log()
     stored = StoredFile.objects.get(path="/during-sigterm.bin")
     assert stored.size == len(data) and stored.sha256 == hashlib.sha256(data).hexdigest()
+
+
+def _children(pid: int) -> list[int]:
+    """Return the pids of a process's children."""
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except FileNotFoundError:
+        return []
+
+
+def _alive(pid: int) -> bool:
+    """Return True while a process exists and is not a zombie."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+def test_workers_drain_and_exit_when_the_parent_gateway_is_killed(start_gateway):
+    gateway = start_gateway(2)
+    gateway.port()
+    deadline = time.monotonic() + 30
+    while len(_children(gateway.process.pid)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    workers = _children(gateway.process.pid)
+    assert len(workers) == 2, gateway.log()
+
+    gateway.process.kill()  # no SIGTERM to pass on: the parent just dies
+    gateway.process.wait(30)
+
+    deadline = time.monotonic() + 30
+    while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(_alive(pid) for pid in workers), "orphaned gateway workers kept running"

@@ -14,7 +14,7 @@ import pytest
 
 from accounts.models import User
 from tests.audit_log import wait_for_count, wait_for_event
-from tests.ftps_client import ImplicitFTP, ResumingFTP, client_context, login, reply
+from tests.ftps_client import ImplicitFTP, ResumingFTP, client_context, login, reply, stock_login
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -91,12 +91,8 @@ def test_stock_ftp_tls_without_session_reuse_gets_522(partner, gateway, implicit
 
 
 def test_stock_ftp_tls_upload_leaves_nothing(partner, gateway):
-    ftp = ftplib.FTP_TLS(context=client_context(), timeout=15)
-    ftp.connect("127.0.0.1", gateway.explicit_port)
+    ftp = stock_login(gateway.explicit_port, partner.username, partner.password)
     try:
-        ftp.auth()
-        ftplib.FTP.login(ftp, partner.username, partner.password)
-        ftp.prot_p()
         with pytest.raises(ssl.SSLError):
             ftp.storbinary("STOR refused.txt", io.BytesIO(b"secret" * 1000))
         assert ftp.getmultiline().startswith("522")

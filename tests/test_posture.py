@@ -15,8 +15,8 @@ from accounts.models import User
 from audit import chain
 from audit.events import Origin
 from audit.models import AuditEvent
-from ftps_gateway import certificate
 from mft import posture
+from mft import server_certificate as certificate
 from mft.errors import InvalidInput
 from tests.tamper import tamper
 

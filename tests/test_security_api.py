@@ -16,7 +16,7 @@ from django.conf import settings as live_settings
 
 from accounts.models import User
 from audit.models import AuditEvent
-from ftps_gateway import certificate
+from mft import server_certificate as certificate
 from tests.api_client import client_for, fresh_throttles, make_user  # noqa: F401
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -9,7 +9,7 @@ import pytest
 from django.conf import settings
 from django.core.management import call_command
 
-from ftps_gateway import certificate
+from mft import server_certificate as certificate
 from tests.ftps_client import login
 
 pytestmark = pytest.mark.django_db(transaction=True)

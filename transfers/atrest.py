@@ -493,8 +493,21 @@ class EncryptedReader:
         """
         if index == self._cached_index:
             return self._plain_mv[: self._cached_len]
+        # decrypt_into a reused buffer: allocating a fresh 256 KiB object per chunk costs
+        # more than the AES itself. On failure the buffer may hold unauthenticated bytes,
+        # so the cache is invalidated first and nothing from it is returned.
+        self._cached_index = -1
+        plen = self._decrypt(index, self._plain_mv)
+        self._cached_index, self._cached_len = index, plen
+        return self._plain_mv[:plen]
+
+    def _plain_len(self, index: int) -> int:
+        return self._last_len if index == self._count - 1 else self._chunk_size
+
+    def _decrypt(self, index: int, dest: memoryview) -> int:
+        """Read and authenticate one chunk into the start of dest; return its length."""
         last = index == self._count - 1
-        plen = self._last_len if last else self._chunk_size
+        plen = self._plain_len(index)
         clen = plen + CHUNK_OVERHEAD
         pos = HEADER_SIZE + index * (self._chunk_size + CHUNK_OVERHEAD)
         view = self._inbuf_mv[:clen]
@@ -504,27 +517,26 @@ class EncryptedReader:
             if n == 0:
                 raise IntegrityError(f"{os.fspath(self._path)!r} was truncated while reading")
             got += n
-        # decrypt_into a reused buffer: allocating a fresh 256 KiB object per chunk costs
-        # more than the AES itself. On failure the buffer may hold unauthenticated bytes,
-        # so the cache is invalidated first and nothing from it is returned.
-        self._cached_index = -1
         try:
             self._aead.decrypt_into(
                 view[:NONCE_SIZE],
                 view[NONCE_SIZE:],
                 _chunk_aad(self._file_id, index, last),
-                self._plain_mv[:plen],
+                dest[:plen],
             )
         except InvalidTag:
             raise IntegrityError(
                 f"{os.fspath(self._path)!r}: chunk {index} failed authentication "
                 "(tampered, reordered or truncated)"
             ) from None
-        self._cached_index, self._cached_len = index, plen
-        return self._plain_mv[:plen]
+        return plen
 
     def readinto(self, buffer: bytearray | memoryview) -> int:
-        """Fill buffer with plaintext from the current position; return the byte count."""
+        """Fill buffer with plaintext from the current position; return the byte count.
+
+        Whole chunks are decrypted straight into buffer (no copy through the cache); when
+        that raises IntegrityError the buffer may hold unauthenticated bytes: drop them.
+        """
         if self._closed:
             raise ValueError("read from a closed EncryptedReader")
         out = memoryview(buffer).cast("B")
@@ -532,10 +544,14 @@ class EncryptedReader:
         done = 0
         while done < want:
             index, off = divmod(self._pos, self._chunk_size)
-            piece = self._chunk(index)[off : off + want - done]
-            out[done : done + len(piece)] = piece
-            done += len(piece)
-            self._pos += len(piece)
+            if off == 0 and index != self._cached_index and want - done >= self._plain_len(index):
+                count = self._decrypt(index, out[done:])
+            else:
+                piece = self._chunk(index)[off : off + want - done]
+                count = len(piece)
+                out[done : done + count] = piece
+            done += count
+            self._pos += count
         return done
 
     def read(self, n: int = -1) -> bytes:

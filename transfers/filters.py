@@ -5,7 +5,7 @@ from __future__ import annotations
 from django_filters import rest_framework as filters
 
 from accounts.models import Partner
-from mft.filters import StableOrderingFilter
+from mft.filters import StableOrderingFilter, UtcIsoDateTimeFilter
 from transfers.models import FileState, StoredFile
 
 
@@ -15,8 +15,8 @@ class StoredFileFilter(filters.FilterSet):
     state = filters.MultipleChoiceFilter(choices=FileState.choices,
                                          help_text="repeat for several states")
     path = filters.CharFilter(lookup_expr="startswith", help_text="path prefix")
-    created_after = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    created_before = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    created_after = UtcIsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = UtcIsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
     ordering = StableOrderingFilter(fields=("created_at", "size", "path", "state", "id"))
 
     class Meta:

@@ -8,15 +8,17 @@ redone (with the same result), never skipped or doubled.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
 from audit import events
@@ -30,16 +32,58 @@ log = logging.getLogger(__name__)
 
 STEPS = ("decrypt", "scan", "dlp", "finish")
 RUN_TASK = "transfers.run_pipeline"
+# A partial upload is live but not yet the pipeline's to run.
+_RUNNABLE_STATES = [s for s in LIVE_STATES if s != FileState.PARTIAL]
 
 
-def start(stored: StoredFile) -> None:
-    """Create the file's steps and enqueue it once the surrounding transaction commits."""
-    PipelineStep.objects.filter(stored_file=stored).delete()
+def start(stored: StoredFile, *, new: bool = False) -> None:
+    """Create the file's steps and enqueue it once the surrounding transaction commits.
+
+    `new`: the row was created in this transaction, so it has no old steps to clear.
+    """
+    if not new:
+        PipelineStep.objects.filter(stored_file=stored).delete()
     PipelineStep.objects.bulk_create(PipelineStep(stored_file=stored, name=n) for n in STEPS)
     events.pipeline_step(stored_file=stored, step="received", outcome=events.INFO,
                          details={"size": stored.size, "sha256": stored.sha256})
     file_id = stored.pk
-    transaction.on_commit(lambda: enqueue(file_id))
+    transaction.on_commit(lambda: _publish(file_id))
+
+
+# Run messages kept back by held_sends() in this context, or None: send at once.
+_held: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar(
+    "pipeline_held_sends", default=None)
+
+
+@contextmanager
+def held_sends() -> Iterator[list[int]]:
+    """Keep the run messages of transactions committed inside, for the caller to send later.
+
+    The FTPS gateway finishes an upload inside this and sends the messages (send_held) after
+    its 226: the client waits for the fsync and the commit, not for the broker too. A
+    message never sent (the process died between the two) is resent by the sweeper.
+    """
+    held: list[int] = []
+    token = _held.set(held)
+    try:
+        yield held
+    finally:
+        _held.reset(token)
+
+
+def send_held(file_ids: list[int]) -> None:
+    """Send run messages kept back by held_sends()."""
+    for file_id in file_ids:
+        enqueue(file_id)
+
+
+def _publish(file_id: int) -> None:
+    """Send a committed file's run message now, or keep it for held_sends()' caller."""
+    held = _held.get()
+    if held is None:
+        enqueue(file_id)
+    else:
+        held.append(file_id)
 
 
 def enqueue(file_id: int, countdown: float | None = None) -> None:
@@ -53,30 +97,48 @@ def worker_name() -> str:
 
 
 def _claim(step: PipelineStep) -> bool:
-    """Take the step's lease if it is due and not leased by a live worker."""
+    """Take the step's lease if it is due, not leased by a live worker, and its file is live."""
     now = timezone.now()
     due = Q(status__in=[PipelineStep.Status.PENDING, PipelineStep.Status.WAITING]) & (
         Q(not_before__isnull=True) | Q(not_before__lte=now))
     expired = Q(status=PipelineStep.Status.RUNNING, lease_until__lt=now)
-    claimed = PipelineStep.objects.filter(Q(pk=step.pk) & (due | expired)).update(
-        status=PipelineStep.Status.RUNNING, lease_owner=worker_name(),
-        lease_until=now + timedelta(seconds=settings.PIPELINE_LEASE_SECONDS),
+    live = Exists(StoredFile.objects.filter(pk=OuterRef("stored_file_id"),
+                                            state__in=_RUNNABLE_STATES))
+    owner = worker_name()
+    lease_until = now + timedelta(seconds=settings.PIPELINE_LEASE_SECONDS)
+    claimed = PipelineStep.objects.filter(Q(pk=step.pk) & (due | expired) & live).update(
+        status=PipelineStep.Status.RUNNING, lease_owner=owner, lease_until=lease_until,
         attempts=F("attempts") + 1, started_at=now)
-    return claimed == 1
+    if claimed != 1:
+        return False
+    # What the UPDATE wrote, so the step's record needs no read back (attempts is read
+    # back only for a retry's back-off: another worker may have counted attempts since).
+    step.status, step.lease_owner = PipelineStep.Status.RUNNING, owner
+    step.lease_until, step.started_at = lease_until, now
+    return True
 
 
 def advance(file_id: int) -> None:
-    """Run the file's due steps in order until one waits, stops the file, or all are done."""
-    while True:
-        stored = StoredFile.objects.filter(pk=file_id).first()
-        if stored is None or stored.state not in LIVE_STATES or stored.state == FileState.PARTIAL:
-            return
-        step = stored.steps.exclude(status=PipelineStep.Status.DONE).order_by("id").first()
-        if step is None or not _claim(step):
-            return
+    """Run the file's due steps in order until one waits, stops the file, or all are done.
+
+    Each step's outcome, its audit event and the lease of the next step commit in one
+    transaction, so a quick step costs one write transaction, and a worker killed between
+    two steps leaves the next one leased: the sweeper hands it on when the lease expires.
+    """
+    stored = StoredFile.objects.filter(pk=file_id).first()
+    if stored is None or stored.state not in _RUNNABLE_STATES:
+        return
+    pending = [s for s in stored.steps.order_by("id") if s.status != PipelineStep.Status.DONE]
+    if not pending or not _claim(pending[0]):
+        return
+    for index, step in enumerate(pending):
+        if index > 0:
+            stored = StoredFile.objects.filter(pk=file_id).first()  # a rename moves its bytes
+            if stored is None:
+                return
         result = _run(step, stored)
-        _record(step, stored, result)
-        if result.kind != StepResult.NEXT:
+        following = pending[index + 1] if index + 1 < len(pending) else None
+        if not _record(step, stored, result, following):
             return
 
 
@@ -90,15 +152,20 @@ def _run(step: PipelineStep, stored: StoredFile) -> StepResult:
         return StepResult.retry(f"{type(exc).__name__}: {exc}"[:300])
 
 
-def _record(step: PipelineStep, stored: StoredFile, result: StepResult) -> None:
-    """Store the step's outcome, timing and the file's new state, and audit it, at once."""
+def _record(step: PipelineStep, stored: StoredFile, result: StepResult,
+            following: PipelineStep | None) -> bool:
+    """Store the step's outcome, timing, the file's new state and its audit event, and
+    lease the following step, at once; return whether the following step is ours to run."""
     with transaction.atomic():
         if result.state is not None:
             set_state(stored, result.state, result.reason, **result.fields)
         _record_step(step, stored, result)
+        claimed = (result.kind == StepResult.NEXT and following is not None
+                   and _claim(following))
         if result.state is not None:
             file_id = stored.pk
             transaction.on_commit(lambda: _announce(file_id, result))
+    return claimed
 
 
 def _announce(file_id: int, result: StepResult) -> None:
@@ -125,18 +192,20 @@ def _record_step(step: PipelineStep, stored: StoredFile, result: StepResult) -> 
     """Store the step's outcome and timing, and audit it."""
     now = timezone.now()
     started = step.started_at or now
-    step.refresh_from_db()
     step.finished_at = now
     step.outcome = result.outcome[:40]
     step.details = {**result.details, "seconds": round((now - started).total_seconds(), 3)}
     step.lease_until = None
     if result.kind == StepResult.RETRY:
         step.status = PipelineStep.Status.WAITING
+        step.refresh_from_db(fields=["attempts"])
         delay = min(settings.PIPELINE_RETRY_MAX, 5 * 2 ** min(step.attempts, 10))
         step.not_before = now + timedelta(seconds=delay) if result.auto_retry else None
     else:
         step.status = PipelineStep.Status.DONE
-    step.save()
+    # Only what this step decided: attempts and the lease owner stay as the claim wrote them.
+    step.save(update_fields=["finished_at", "outcome", "details", "lease_until", "status",
+                             "not_before"])
     outcome = events.FAILURE if result.kind == StepResult.RETRY else events.SUCCESS
     if result.kind == StepResult.STOP:
         outcome = events.FAILURE

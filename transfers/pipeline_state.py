@@ -14,4 +14,7 @@ def set_state(stored: StoredFile, state: str, reason: str = "", **fields: Any) -
     now = timezone.now()
     StoredFile.objects.filter(pk=stored.pk, state__in=LIVE_STATES).update(
         state=state, state_reason=reason[:500], state_changed_at=now, **fields)
-    stored.state, stored.state_reason = state, reason
+    stored.state, stored.state_reason, stored.state_changed_at = state, reason[:500], now
+    # The pipeline keeps the row between steps: the next step must see the new size or path.
+    for name, value in fields.items():
+        setattr(stored, name, value)

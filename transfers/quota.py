@@ -47,20 +47,29 @@ def check_new_file(user: User, *, replacing: bool) -> None:
 
 
 def open_reservation(user: User) -> QuotaReservation | None:
-    """Start claiming bytes for one upload, or return None when the user has no byte quota."""
+    """Start claiming bytes for one upload, with a first claim of up to a step already taken;
+    return None when the user has no byte quota.
+
+    The first claim shares the reservation's transaction, so a file smaller than a step
+    costs one write here and no claim later (the gateway's data channel would otherwise
+    hold its first bytes for a round trip through the blocking pool). The claim may be
+    short, or zero, when little is free: the first write then claims what it needs.
+    """
     if user.quota_bytes is None:
         return None
-    return QuotaReservation.objects.create(owner=user)
+    with transaction.atomic():
+        _lock_owner(user.pk)
+        free = user.quota_bytes - used_bytes(user.pk) - reserved_bytes(user.pk)
+        return QuotaReservation.objects.create(owner=user, bytes=max(0, min(CLAIM_STEP, free)))
 
 
 def claim(reservation: QuotaReservation, needed: int, *, quota: int) -> int:
     """Claim at least `needed` more bytes (up to a step ahead); return the new claimed total."""
     with transaction.atomic():
-        # Lock the owner row: concurrent claims for one user run one at a time (on SQLite
-        # the IMMEDIATE transaction already holds the write lock).
-        User.objects.select_for_update().filter(pk=reservation.owner_id).first()
-        others = reserved_bytes(reservation.owner_id) - _current(reservation)
-        free = quota - used_bytes(reservation.owner_id) - others - reservation.bytes
+        _lock_owner(reservation.owner_id)
+        others = QuotaReservation.objects.filter(owner_id=reservation.owner_id).exclude(
+            pk=reservation.pk).aggregate(total=Sum("bytes"))["total"] or 0
+        free = quota - used_bytes(reservation.owner_id) - int(others) - reservation.bytes
         if free < needed:
             raise QuotaExceeded(f"quota of {quota} bytes exceeded")
         reservation.bytes += min(max(needed, CLAIM_STEP), free)
@@ -69,10 +78,10 @@ def claim(reservation: QuotaReservation, needed: int, *, quota: int) -> int:
     return reservation.bytes
 
 
-def _current(reservation: QuotaReservation) -> int:
-    """Return the reservation's claimed bytes as stored."""
-    stored = QuotaReservation.objects.filter(pk=reservation.pk).values_list("bytes", flat=True)
-    return int(stored.first() or 0)
+def _lock_owner(user_id: int) -> None:
+    """Lock the owner row: one user's claims run one at a time (on SQLite the IMMEDIATE
+    transaction already holds the write lock)."""
+    User.objects.select_for_update().filter(pk=user_id).values_list("pk", flat=True).first()
 
 
 def release(reservation: QuotaReservation | None) -> None:

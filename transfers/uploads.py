@@ -95,17 +95,22 @@ class Upload:
         require(self.user, "upload")
         if self.target.is_dir():
             raise InvalidInput("a folder has that name")
-        existing = live_file(self.user, self.virtual)
         resuming = bool(offset) or append
+        on_disk = self.target.exists()
+        # A live file's bytes are at its name (a partial file's too), so a free name needs
+        # no lookup; a row left without its bytes is still retired, overwrite permission
+        # checked, when the upload lands (_retire_current).
+        existing = live_file(self.user, self.virtual) if on_disk or resuming else None
         if existing is not None and existing.state == FileState.PARTIAL and resuming:
             self.resumed = existing
         elif resuming:
             raise TransferRejected("only an interrupted upload can be resumed; delete the "
                                    "complete file or upload it again from the start")
-        elif existing is not None or self.target.exists():
+        elif existing is not None or on_disk:
             require(self.user, "overwrite")  # checked again when the file lands
         quota.check_new_file(self.user, replacing=existing is not None)
         self._reservation = quota.open_reservation(self.user)
+        self._claimed = self._reservation.bytes if self._reservation is not None else 0
         self.kept = 0
         try:
             if self.resumed is not None:
@@ -190,7 +195,7 @@ class Upload:
         def announce(stored: StoredFile) -> None:
             events.file_event(origin=self.origin, action="upload", stored_file=stored,
                               path=self.virtual, details=self._transfer_details(sha256))
-            pipeline.start(stored)
+            pipeline.start(stored, new=self.resumed is None)
 
         return self._land(FileState.RECEIVED, sha256, announce)
 
@@ -224,18 +229,22 @@ class Upload:
         raise AssertionError("unreachable")
 
     def _retire_current(self) -> None:
-        """Mark the file now live at this name (not the part being resumed) replaced."""
-        rows = StoredFile.objects.select_for_update().filter(
-            owner=self.user, path=self.virtual, state__in=LIVE_STATES)
+        """Mark the file now live at this name (not the part being resumed) replaced.
+
+        One UPDATE: it locks the row it changes as SELECT ... FOR UPDATE would, and a
+        concurrent landing that committed first is caught by the live-name constraint.
+        A user without `overwrite` only needs to know whether a live file is there.
+        """
+        rows = StoredFile.objects.filter(owner=self.user, path=self.virtual,
+                                         state__in=LIVE_STATES)
         if self.resumed is not None:
             rows = rows.exclude(pk=self.resumed.pk)
-        current = rows.first()
-        if current is None:
+        if "overwrite" not in (self.user.permissions or []):
+            if rows.exists():
+                require(self.user, "overwrite")
             return
-        require(self.user, "overwrite")
-        StoredFile.objects.filter(pk=current.pk).update(
-            state=FileState.DELETED, state_changed_at=timezone.now(),
-            state_reason="replaced by a new upload")
+        rows.update(state=FileState.DELETED, state_changed_at=timezone.now(),
+                    state_reason="replaced by a new upload")
 
     def _give_up_landing(self) -> None:
         """After a failed landing: put a resumed part back where it was, or drop the bytes."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from django.utils import timezone
@@ -14,7 +15,7 @@ from audit.models import AuditEvent, ChainHead
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def _event(actor: str, action: str = "test", outcome: str = "info", **extra: str) -> AuditEvent:
+def _event(actor: str, action: str = "test", outcome: str = "info", **extra: Any) -> AuditEvent:
     return chain.append(actor=actor, action=action, outcome=outcome, **extra)
 
 

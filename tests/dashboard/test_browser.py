@@ -22,8 +22,8 @@ from accounts import services
 from accounts.models import User
 from audit import chain
 from audit.models import AuditEvent
-from ftps_gateway.certificate import sha256_fingerprint
 from mft import bootstrap
+from mft.server_certificate import sha256_fingerprint
 from tests import ftps_client
 from tests.dashboard.chromium import chromium, fresh_page, screenshot, sign_in
 from tests.dashboard.conftest import staff_user

@@ -9,9 +9,9 @@ from accounts import onboarding, services
 from accounts.models import Partner, User
 from audit.events import SYSTEM
 from audit.models import AuditEvent
-from ftps_gateway.certificate import sha256_fingerprint
 from mft import bootstrap
 from mft.errors import InvalidInput
+from mft.server_certificate import sha256_fingerprint
 from tests import certs
 from tests.dashboard.conftest import store
 

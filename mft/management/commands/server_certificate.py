@@ -14,7 +14,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from audit import events
-from ftps_gateway import certificate
+from mft import server_certificate as certificate
 
 
 class Command(BaseCommand):

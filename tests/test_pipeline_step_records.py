@@ -1,0 +1,95 @@
+"""How the pipeline records its steps: each runs once, is audited once and in order, and the
+next step's lease commits with the previous step's outcome (so a worker killed between two
+steps leaves a lease that expires and is redone, never a step that is skipped)."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from audit.events import Origin
+from audit.models import AuditEvent
+from transfers import pipeline, uploads
+from transfers.models import FileState, PipelineStep, StoredFile
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+ORIGIN = Origin(actor="test", protocol="test")
+
+
+def store(user, path: str, data: bytes) -> StoredFile:
+    """Upload bytes through the same service the gateway and the API use."""
+    upload = uploads.begin_upload(user, path, origin=ORIGIN)
+    upload.write(data)
+    return upload.finish()
+
+
+def pipeline_actions(stored: StoredFile) -> list[str]:
+    """Return the file's pipeline audit events, oldest first."""
+    return list(AuditEvent.objects.filter(object_id=str(stored.pk), action__startswith="pipeline.")
+                .order_by("id").values_list("action", flat=True))
+
+
+def test_a_clean_file_passes_every_step_once_audited_once_each_in_order(cast, clamd, settings):
+    settings.CLAMD_ADDRESS = clamd.address
+    stored = store(cast.partner.user, "/once.txt", b"plain text\n")
+    pipeline.advance(stored.pk)
+    stored.refresh_from_db()
+    assert stored.state == FileState.READY and stored.ready_at is not None
+    steps = list(stored.steps.order_by("id"))
+    assert [(s.name, s.status, s.attempts) for s in steps] == [
+        (name, PipelineStep.Status.DONE, 1) for name in pipeline.STEPS]
+    assert all(s.lease_until is None and s.lease_owner == pipeline.worker_name() for s in steps)
+    for earlier, later in itertools.pairwise(steps):
+        assert earlier.finished_at <= later.started_at <= later.finished_at
+    assert pipeline_actions(stored) == ["pipeline.received", "pipeline.decrypt",
+                                        "pipeline.scan", "pipeline.dlp", "pipeline.finish"]
+    assert steps[1].outcome == "clean" and "seconds" in steps[1].details
+
+
+def test_a_worker_killed_between_steps_has_the_next_step_redone_and_no_done_step_rerun(
+        cast, clamd, settings):
+    settings.CLAMD_ADDRESS = clamd.address
+    stored = store(cast.partner.user, "/killed.txt", b"plain text\n")
+    past = timezone.now() - timedelta(seconds=1)
+    # What a worker killed right after a step's record leaves: that step done, and the next
+    # one leased in the same commit by the dead worker, its lease now expired.
+    PipelineStep.objects.filter(stored_file=stored, name="decrypt").update(
+        status=PipelineStep.Status.DONE, attempts=1, started_at=past, finished_at=past)
+    PipelineStep.objects.filter(stored_file=stored, name="scan").update(
+        status=PipelineStep.Status.RUNNING, attempts=1, lease_owner="dead-host:1",
+        lease_until=past, started_at=past)
+    assert pipeline.sweep() == 1  # the expired lease is found and the file re-enqueued
+    pipeline.advance(stored.pk)
+    stored.refresh_from_db()
+    assert stored.state == FileState.READY
+    assert [s.attempts for s in stored.steps.order_by("id")] == [1, 2, 1, 1]
+    assert pipeline_actions(stored) == ["pipeline.received", "pipeline.scan", "pipeline.dlp",
+                                        "pipeline.finish"]
+
+
+def test_a_deleted_file_has_no_step_claimed(cast, settings):
+    settings.SCAN_MODE = "off"
+    stored = store(cast.partner.user, "/gone.txt", b"data")
+    StoredFile.objects.filter(pk=stored.pk).update(state=FileState.DELETED)
+    pipeline.advance(stored.pk)
+    assert [(s.status, s.attempts) for s in stored.steps.order_by("id")] == [
+        (PipelineStep.Status.PENDING, 0)] * len(pipeline.STEPS)
+
+
+def test_a_retried_step_backs_off_by_the_attempts_counted_in_the_database(cast, settings):
+    settings.CLAMD_ADDRESS, settings.SCAN_MODE, settings.PIPELINE_RETRY_MAX = "", "on", 600
+    stored = store(cast.partner.user, "/again.txt", b"data")
+    PipelineStep.objects.filter(stored_file=stored, name="decrypt").update(
+        status=PipelineStep.Status.DONE, attempts=1)
+    PipelineStep.objects.filter(stored_file=stored, name="scan").update(
+        status=PipelineStep.Status.WAITING, attempts=3)
+    pipeline.advance(stored.pk)  # no scanner configured: held, retried with a back-off
+    step = stored.steps.get(name="scan")
+    stored.refresh_from_db()
+    assert stored.state == FileState.HELD
+    assert step.status == PipelineStep.Status.WAITING and step.attempts == 4
+    assert step.not_before - step.finished_at == timedelta(seconds=5 * 2 ** 4)
