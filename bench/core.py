@@ -97,11 +97,12 @@ class Result:
         return asdict(self)
 
 
-def resolve_ratios(results: Iterable[Result]) -> None:
+def resolve_ratios(results: Iterable[Result], *, partial: bool = False) -> None:
     """Fill ``ratio``/``limit_value`` for every result that names a limit.
 
     A figure without a usable limit becomes a failure: every figure must be
-    shown against a limit measured in the same run.
+    shown against a limit measured in the same run. In a partial run (``--only``)
+    a limit left out of the selection only leaves the ratio blank, with a note.
     """
     results = list(results)
     by_name = {r.name: r for r in results}
@@ -114,6 +115,9 @@ def resolve_ratios(results: Iterable[Result]) -> None:
             continue
         ref = by_name.get(r.limit)
         problem = None
+        if ref is None and partial and r.value is not None:
+            r.note = _join(r.note, f"no ratio: limit {r.limit!r} not selected by --only")
+            continue
         if ref is None:
             problem = f"limit {r.limit!r} was not measured in this run"
         elif ref.failed or ref.value is None:

@@ -295,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
             doc.setdefault("facts_errors", []).append(f"{provider.__module__}: {exc!r}")
 
     def finish_doc(status: str) -> dict[str, Any]:
-        resolve_ratios(results)
+        resolve_ratios(results, partial=bool(args.only))
         doc["finished_utc"] = dt.datetime.now(dt.UTC).isoformat()
         doc["status"] = status
         doc["loadavg_at_end"] = os.getloadavg()

@@ -48,3 +48,32 @@ def check_master_key(app_configs: Any = None, **kwargs: Any) -> list[CheckMessag
         return [Error("MFT_MASTER_KEY must be 32 bytes, base64-encoded",
                       hint="generate one with: openssl rand -base64 32", id="mft.E004")]
     return []
+
+
+@register()
+def check_listener_ports(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """Report two listeners on one port (an error), or one inside the passive range.
+
+    The admin listener on the web port would put the dashboard on the partner-facing
+    address (mft.admin_listener tells them apart by port). A listener inside the passive
+    range only narrows it (the gateway skips a port it cannot bind): a warning.
+    """
+    ports = {"MFT_WEB_PORT": settings.WEB_PORT, "MFT_ADMIN_PORT": settings.ADMIN_PORT,
+             "MFT_FTPS_PORT": settings.FTPS_PORT,
+             "MFT_FTPS_IMPLICIT_PORT": settings.FTPS_IMPLICIT_PORT}
+    problems: list[CheckMessage] = []
+    seen: dict[int, str] = {}
+    for name, port in ports.items():
+        if port is None or port == 0:  # off, or any free port (tests)
+            continue
+        if port in seen:
+            problems.append(Error(f"{name} and {seen[port]} are both {port}",
+                                  hint="give every listener a port of its own", id="mft.E005"))
+        seen.setdefault(port, name)
+    low, high = settings.PASSIVE_PORTS
+    for port, name in seen.items():
+        if low <= port <= high:
+            problems.append(Warning(f"{name}={port} is inside MFT_PASSIVE_PORTS {low}-{high}",
+                                    hint="move the passive range off the listeners' ports",
+                                    id="mft.W005"))
+    return problems

@@ -119,3 +119,21 @@ def test_system_check_reports_a_master_key_of_the_wrong_length(settings):
 
     settings.MASTER_KEY = "c2hvcnQ="
     assert "mft.E004" in {message.id for message in run_checks()}
+
+
+def test_system_check_refuses_the_admin_listener_on_the_web_port(settings):
+    from django.core.checks import run_checks
+
+    settings.WEB_PORT = settings.ADMIN_PORT = 8443
+    messages = [m for m in run_checks() if m.id == "mft.E005"]
+    assert messages and "MFT_ADMIN_PORT and MFT_WEB_PORT are both 8443" in messages[0].msg
+
+
+def test_system_check_warns_of_a_listener_inside_the_passive_range(settings):
+    from django.core.checks import run_checks
+
+    settings.PASSIVE_PORTS = (2000, 2200)
+    settings.FTPS_PORT = 2121
+    assert "mft.W005" in {message.id for message in run_checks()}
+    settings.PASSIVE_PORTS = (30000, 30099)
+    assert "mft.W005" not in {message.id for message in run_checks()}
