@@ -7,6 +7,7 @@ all call it, so a rule added here holds on every protocol.
 from __future__ import annotations
 
 import ipaddress
+import logging
 import secrets
 import string
 from dataclasses import dataclass
@@ -25,8 +26,10 @@ from accounts import bans, certificates, otp_login, passwords
 from accounts.models import ClientCertificate, Partner, User
 from audit import events
 from audit.events import Origin
+from audit.spool import AuditSpool
 from mft.errors import Conflict, InvalidInput, LoginRefused, LoginUnavailable
 
+log = logging.getLogger(__name__)
 _PASSWORD_ALPHABET = string.ascii_letters + string.digits + "-_.!@#%+="
 LAST_LOGIN_PRECISION = timedelta(minutes=1)
 
@@ -171,11 +174,12 @@ def allows_plain_login(username: str) -> bool:
 
 
 def login(attempt: LoginAttempt, *, origin: Origin | None = None,
-          more_steps: bool = False) -> User:
+          more_steps: bool = False, spool: AuditSpool | None = None) -> User:
     """Authenticate and apply the login policy; raise LoginRefused with the audit reason.
 
     With `more_steps` (the dashboard, whose session starts after a second factor) success
-    is audited as `login.password`, and `complete_login` records the `login` itself.
+    is audited as `login.password`, and `complete_login` records the `login` itself. With
+    a `spool` (the FTPS gateway's), success is recorded through it (see complete_login).
     """
     origin = origin or Origin(source_ip=attempt.source_ip, protocol=attempt.protocol)
     try:
@@ -192,23 +196,48 @@ def login(attempt: LoginAttempt, *, origin: Origin | None = None,
     if more_steps:
         events.login_first_factor_passed(origin=origin, user=user, method=method)
         return user
-    return complete_login(user, origin=origin, method=method)
+    return complete_login(user, origin=origin, method=method, spool=spool)
 
 
-def complete_login(user: User, *, origin: Origin, method: str) -> User:
+def complete_login(user: User, *, origin: Origin, method: str,
+                   spool: AuditSpool | None = None) -> User:
     """Record a login whose every step passed: the audit event and the last-login time.
 
-    Both commit in one transaction. `last_login` moves at most once per
+    With a spool the event is appended to it durably (on the disk before this returns, so
+    before the client's reply; its drainer adds it to the chain in a batch), else it is
+    written to the chain at once. `last_login` moves at most once per
     LAST_LOGIN_PRECISION: it feeds the inactivity sweep, counted in days, and a client that
     reconnects for every transfer would otherwise add a write per login.
     """
-    now = timezone.now()
+    if _spool_login(spool, user, origin=origin, method=method):
+        _touch_last_login(user)
+        return user
     with transaction.atomic():
         events.login_succeeded(origin=origin, user=user, method=method)
-        if user.last_login is None or now - user.last_login >= LAST_LOGIN_PRECISION:
-            user.last_login = now
-            user.save(update_fields=["last_login"])
+        _touch_last_login(user)
     return user
+
+
+def _touch_last_login(user: User) -> None:
+    """Move last_login to now when the recorded one is LAST_LOGIN_PRECISION old or more."""
+    now = timezone.now()
+    if user.last_login is None or now - user.last_login >= LAST_LOGIN_PRECISION:
+        user.last_login = now
+        user.save(update_fields=["last_login"])
+
+
+def _spool_login(spool: AuditSpool | None, user: User, *, origin: Origin,
+                 method: str) -> bool:
+    """Append a successful login to the spool durably; return False when there is none or
+    it cannot take the event (disk full, closing), so the caller writes it to the chain."""
+    if spool is None:
+        return False
+    try:
+        spool.record_login(origin=origin, user=user, method=method)
+    except (OSError, ValueError):
+        log.exception("audit spool unavailable; writing the login to the chain")
+        return False
+    return True
 
 
 def _check(attempt: LoginAttempt) -> tuple[User, str]:

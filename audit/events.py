@@ -55,10 +55,11 @@ def _write(action: str, *, origin: Origin, outcome: str, obj: Any = None,
     )
 
 
-def login_succeeded(*, origin: Origin, user: Any, method: str) -> AuditEvent:
-    """Record a successful login."""
+def login_succeeded(*, origin: Origin, user: Any, method: str, at: datetime | None = None,
+                    details: dict[str, Any] | None = None) -> AuditEvent:
+    """Record a successful login (at and details: when written later from the audit spool)."""
     return _write("login", origin=origin.as_user(user), outcome=SUCCESS, obj=user,
-                  details={"method": method})
+                  details={"method": method, **(details or {})}, at=at)
 
 
 def login_first_factor_passed(*, origin: Origin, user: Any, method: str,

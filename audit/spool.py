@@ -14,6 +14,11 @@ ids against the events already in the chain before writing it.
 
 Ownership is an flock on the spool file: held by its process while it lives, released by the
 kernel when it dies, so whoever takes the lock may drain and remove a dead process's file.
+
+A successful FTPS login is spooled too (`record_login`), but durably: the line is flushed to
+the disk with fdatasync before the client gets its reply, as a database commit would be, so
+the event survives a crash of the machine as well as of the process. Refused logins are
+still written to the chain before their reply.
 """
 
 from __future__ import annotations
@@ -32,10 +37,11 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import connection, transaction
 from django.utils import timezone
 
-from audit import events
+from audit import chain, events
 from audit.events import Origin
 from audit.models import AuditEvent
 
@@ -48,8 +54,22 @@ LOG_AFTER = 300.0  # seconds an event may wait before it is also written to the 
 ADOPT_EVERY = 60.0  # seconds between looks for files left by dead processes
 SUFFIX = ".jsonl"
 
+
+def _login_event(*, origin: Origin, at: datetime, action: str, outcome: str, user_id: int,
+                 username: str, method: str,
+                 details: dict[str, Any] | None = None) -> AuditEvent:
+    """Write a spooled successful login, naming the user as it was (it may be gone now).
+
+    action and outcome are on every spool line for its readers; here always login, success.
+    """
+    user = get_user_model()(pk=user_id, username=username)
+    return events.login_succeeded(origin=origin, user=user, method=method, at=at,
+                                  details=details)
+
+
 # The event writers a spool line may name: each takes origin, at and details.
-WRITERS: dict[str, Callable[..., Any]] = {"session": events.session_event}
+WRITERS: dict[str, Callable[..., Any]] = {"session": events.session_event,
+                                          "login": _login_event}
 
 
 def directory() -> Path:
@@ -82,6 +102,15 @@ def _write_offset(path: Path, offset: int) -> None:
         os.close(fd)
 
 
+def _sync_directory(folder: Path) -> None:
+    """Flush a folder's entries (a new spool file's name) to the disk."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _remove(path: Path) -> None:
     """Remove a spool file and its offset file; the spool file first, so the pair never
     reads as a new file from offset 0."""
@@ -102,11 +131,17 @@ class AuditSpool:
         self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC,
                            0o600)
         fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        _sync_directory(self.folder)  # the new file's name must outlive a crash too
         self.wake = threading.Event()
         self.closed = False
 
-    def append(self, kind: str, *, origin: Origin, **fields: Any) -> str:
-        """Append one event (never blocks on the database); return its spool id."""
+    def append(self, kind: str, *, origin: Origin, durable: bool = False,
+               **fields: Any) -> str:
+        """Append one event (never blocks on the database); return its spool id.
+
+        With durable, the line is on the disk when this returns (fdatasync): for security
+        events a client is told about, called off the event loop.
+        """
         if self.closed:  # its descriptor number may already belong to another file
             raise ValueError("the audit spool is closed")
         record = {"id": uuid.uuid4().hex, "at": timezone.now().isoformat(), "kind": kind,
@@ -116,8 +151,16 @@ class AuditSpool:
         if os.write(self._fd, data) != len(data):  # disk full: end the torn line, fall back
             os.write(self._fd, b"\n")
             raise OSError(f"audit spool {self.path.name}: short write")
+        if durable:
+            os.fdatasync(self._fd)
         self.wake.set()
         return str(record["id"])
+
+    def record_login(self, *, origin: Origin, user: Any, method: str) -> str:
+        """Append a successful login durably (before its reply); return its spool id."""
+        return self.append("login", origin=origin.as_user(user), durable=True,
+                           action="login", outcome=events.SUCCESS, user_id=user.pk,
+                           username=user.get_username(), method=method)
 
     def drained(self) -> bool:
         """Return True when every appended line is in the chain."""
@@ -190,11 +233,12 @@ def _already_written(records: list[dict[str, Any]]) -> set[str]:
 
 
 def _write_batch(records: list[dict[str, Any]]) -> int:
-    """Write a batch to the chain in one transaction, skipping what is already there;
-    return how many events were written."""
+    """Write a batch to the chain in one transaction and one chain append (one lock, head
+    read and head update for the batch), skipping what is already there; return how many
+    events were written."""
     if not records:
         return 0
-    with transaction.atomic():
+    with transaction.atomic(), chain.appended_together():
         done = _already_written(records)
         for record in records:
             if record["id"] in done:

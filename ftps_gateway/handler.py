@@ -257,7 +257,8 @@ class ControlHandler(TLS_FTPHandler):
             source_ip=self.remote_ip, certificate_der=certificate,
             encrypted=bool(self._ssl_established))
         origin = self.origin()
-        self.defer(lambda: services.login(attempt, origin=origin), self._after_login)
+        self.defer(lambda: services.login(attempt, origin=origin, spool=self.audit_spool),
+                   self._after_login)
 
     def _after_login(self, user: User | None, error: BaseException | None) -> None:
         if error is not None or user is None:

@@ -13,6 +13,7 @@ import pytest
 from audit.models import AuditEvent
 from deliveries import runner
 from deliveries.models import Delivery
+from tests.audit_log import wait_for_event
 from tests.deliveries_support import (
     arrival_route,
     gateway_endpoint,
@@ -383,8 +384,8 @@ def test_push_logs_in_with_our_client_certificate(cast, gateway, bank, broker, t
     broker.drain()
     delivery = only_delivery()
     assert delivery.status == Delivery.Status.DELIVERED, delivery.last_error
-    login = AuditEvent.objects.filter(action="login", actor=bank.user.username).last()
-    assert login is not None and login.outcome == "success"
+    # The gateway writes a successful login through its audit spool: wait for the drainer.
+    wait_for_event(action="login", outcome="success", actor=bank.user.username)
 
 
 def test_an_endpoint_runs_no_more_deliveries_at_once_than_its_limit(cast, stock, broker):
