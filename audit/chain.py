@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -52,7 +54,7 @@ def _lock_head() -> ChainHead:
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_CHAIN_LOCK_ID])
     # On SQLite the IMMEDIATE transaction already holds the database write lock.
-    head = ChainHead.objects.filter(pk=1).first()
+    head = _read_head()
     if head is None:
         last = AuditEvent.objects.order_by("-id").values_list("id", "hash").first()
         head = ChainHead(pk=1, last_id=last[0] if last else 0,
@@ -62,22 +64,88 @@ def _lock_head() -> ChainHead:
     return head
 
 
+def _head_sql(template: str) -> str:
+    """Return a statement on the head row with its table and columns quoted."""
+    quote = connection.ops.quote_name
+    return template.format(table=quote(ChainHead._meta.db_table), last_id=quote("last_id"),
+                           last_hash=quote("last_hash"), count=quote("count"))
+
+
+def _read_head() -> ChainHead | None:
+    """Return the head row, read with plain SQL: every audit write reads it under the lock,
+    and the ORM's query building cost more than the query."""
+    with connection.cursor() as cursor:
+        cursor.execute(_head_sql("SELECT {last_id}, {last_hash}, {count} FROM {table} "
+                                 "WHERE id = 1"))
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    return ChainHead(pk=1, last_id=row[0], last_hash=row[1], count=row[2])
+
+
+def _move_head(last_id: int, last_hash: str, count: int) -> None:
+    """Point the head row at the newest event (plain SQL, as _read_head)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_head_sql("UPDATE {table} SET {last_id} = %s, {last_hash} = %s, "
+                                 "{count} = %s WHERE id = 1"), [last_id, last_hash, count])
+
+
 def append(*, created_at: datetime | None = None, **fields: Any) -> AuditEvent:
     """Insert one event at the head of the chain, serialised against concurrent writers.
 
     created_at is when it happened, when that was before now (an event from a spool); it is
-    hashed like any other field.
+    hashed like any other field. Inside appended_together() the event is only queued.
     """
+    event = AuditEvent(created_at=created_at or timezone.now(), **fields)
+    queued = _together.get()
+    if queued is not None:
+        queued.append(event)
+    else:
+        _append_all([event])
+    return event
+
+
+# Events queued by appended_together() in this context, or None: append at once.
+_together: contextvars.ContextVar[list[AuditEvent] | None] = contextvars.ContextVar(
+    "audit_chain_together", default=None)
+
+
+@contextmanager
+def appended_together() -> Iterator[None]:
+    """Append the events written inside as one chain append when the block ends.
+
+    For a use case that writes several events in one transaction (an upload lands: its
+    `upload` event and the pipeline's `received`): one chain lock, one read and one update
+    of the head, one INSERT, instead of one of each per event. Events appended inside get
+    their id and hash only when the block ends; nothing is appended if it raises.
+    """
+    queued: list[AuditEvent] = []
+    token = _together.set(queued)
+    try:
+        yield
+    finally:
+        _together.reset(token)
+    _append_all(queued)
+
+
+def _append_all(batch: list[AuditEvent]) -> None:
+    """Hash the events in order onto the head of the chain and insert them."""
+    if not batch:
+        return
     with transaction.atomic():
         head = _lock_head()
-        event = AuditEvent(created_at=created_at or timezone.now(), **fields)
-        event.prev_hash = head.last_hash
-        event.hash = content_hash(event, event.prev_hash)
-        event.save()
-        ChainHead.objects.filter(pk=1).update(last_id=event.pk, last_hash=event.hash,
-                                              count=head.count + 1)
-        metrics.count_audit_event(event)
-    return event
+        prev = head.last_hash
+        for event in batch:
+            event.prev_hash = prev
+            event.hash = prev = content_hash(event, prev)
+        if len(batch) > 1 and connection.features.can_return_rows_from_bulk_insert:
+            AuditEvent.objects.bulk_create(batch)
+        else:
+            for event in batch:
+                event.save()
+        _move_head(batch[-1].pk, prev, head.count + len(batch))
+        for event in batch:
+            metrics.count_audit_event(event)
 
 
 @dataclass(frozen=True)

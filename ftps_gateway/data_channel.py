@@ -21,6 +21,7 @@ from ftps_gateway.transfer_files import Producer, UploadFile
 from mft.errors import PortsideError, TemporarilyUnavailable
 
 log = logging.getLogger(__name__)
+_PYFTPDLIB_LOG = logging.getLogger("pyftpdlib")
 
 
 class NoPassivePort(OSError):
@@ -82,6 +83,14 @@ class DataChannel(TLS_DTPHandler):
         super().__init__(sock, cmd_channel)
         if self.bandwidth is not None:
             self.bandwidth.size_buffers(self)
+
+    def __repr__(self) -> str:
+        # pyftpdlib's debug() formats repr(self) whether or not the line is logged, several
+        # times per data connection, and the full one walks the control channel's state.
+        if _PYFTPDLIB_LOG.isEnabledFor(logging.DEBUG):
+            return str(super().__repr__())
+        session = getattr(getattr(self, "cmd_channel", None), "session_id", "")
+        return f"<{type(self).__name__} session={session}>"
 
     def secure_connection(self, ssl_context: Any) -> None:
         super().secure_connection(ssl_context)

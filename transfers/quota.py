@@ -85,9 +85,17 @@ def _lock_owner(user_id: int) -> None:
 
 
 def release(reservation: QuotaReservation | None) -> None:
-    """Give back an upload's claim (its bytes are now counted in a stored file, or gone)."""
+    """Give back an upload's claim (its bytes are now counted in a stored file, or gone).
+
+    The owner is locked first, as claim() does: the gateway may still have a claim ahead
+    in flight when the upload lands, and on PostgreSQL that claim (owner locked, then
+    waiting for our deleted row) and our commit (its foreign-key check waiting for the
+    owner) would deadlock.
+    """
     if reservation is not None:
-        QuotaReservation.objects.filter(pk=reservation.pk).delete()
+        with transaction.atomic(savepoint=False):
+            _lock_owner(reservation.owner_id)
+            QuotaReservation.objects.filter(pk=reservation.pk).delete()
 
 
 def sweep_stale() -> int:

@@ -19,7 +19,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from accounts.models import User
-from audit import events
+from audit import chain, events
 from audit.events import Origin
 from mft.errors import InvalidInput, NotFound, PermissionDenied, PortsideError, TransferRejected
 from transfers import paths, pipeline, quota, storage
@@ -211,10 +211,12 @@ class Upload:
         for attempt in (1, 2):
             try:
                 with transaction.atomic():
-                    self._retire_current()
+                    if attempt == 2 or not self._name_is_free():
+                        self._retire_current()
                     stored = self._record(state, sha256)
                     quota.release(self._reservation)
-                    announce(stored)
+                    with chain.appended_together():
+                        announce(stored)
                     os.replace(self.temp, self.target)
                 return stored
             except IntegrityError:
@@ -227,6 +229,15 @@ class Upload:
                 self._give_up_landing()
                 raise
         raise AssertionError("unreachable")
+
+    def _name_is_free(self) -> bool:
+        """Return True when a new file's name has nothing on disk: no row to retire, as a rule.
+
+        A live row left without its bytes is caught by the live-name constraint when our
+        row is inserted, and the second attempt retires it (_land): a new file at a free
+        name, the common case, costs no UPDATE.
+        """
+        return self.resumed is None and not os.path.lexists(self.target)
 
     def _retire_current(self) -> None:
         """Mark the file now live at this name (not the part being resumed) replaced.
