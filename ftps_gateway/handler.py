@@ -482,7 +482,7 @@ class ControlHandler(TLS_FTPHandler):
         def then(download: files.Download | None, error: BaseException | None) -> None:
             if error is not None or download is None:
                 return self.respond(replies.for_error(error))
-            handle = DownloadFile(download, file, offset, time.monotonic())
+            handle = DownloadFile(download, file, offset, time.monotonic(), virtual)
             self.push_dtp_data(Producer(handle), isproducer=True, file=handle, cmd="RETR")
 
         self.defer(lambda: files.open_download(user, virtual, offset=offset, origin=origin),

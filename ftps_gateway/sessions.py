@@ -40,7 +40,10 @@ def _transfer(handler: Any, wall_offset: float) -> TransferState | None:
         return TransferState("upload", handle.upload.virtual, channel.tot_bytes_received,
                              None, started)
     if isinstance(handle, DownloadFile):
-        path = handler.fs.fs2ftp(handle.name) if handler.fs else handle.download.stored.path
+        # The path the client asked for, kept on the handle: resolving the real path here
+        # (realpath per transferring session per tick) took 9-16 % of a loop serving 100
+        # downloads.
+        path = handle.virtual or handle.download.stored.path
         return TransferState("download", path, channel.tot_bytes_sent,
                              max(0, handle.download.size - handle.offset), started)
     return None

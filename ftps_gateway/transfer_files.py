@@ -51,9 +51,11 @@ class UploadFile:
 class DownloadFile:
     """What the data channel reads from: the decrypted plaintext of a stored file."""
 
-    def __init__(self, download: Download, name: str, offset: int, started: float) -> None:
+    def __init__(self, download: Download, name: str, offset: int, started: float,
+                 virtual: str = "") -> None:
         self.download = download
         self.name = name
+        self.virtual = virtual  # the client's path, for the live-sessions table
         self.offset = offset
         self.started = started
         self.sent = 0
