@@ -119,15 +119,17 @@ def route_file(file_id: int) -> list[Delivery]:
     stored = StoredFile.objects.filter(pk=file_id, state=FileState.READY).first()
     if stored is None:
         return []
-    routes = Route.objects.filter(enabled=True, trigger=Route.Trigger.ARRIVAL).select_related(
-        "endpoint")
+    routes = [route for route in Route.objects.filter(
+        enabled=True, trigger=Route.Trigger.ARRIVAL).select_related("endpoint")
+        if matches(route, stored)]
+    if not routes:
+        return []  # no transaction: on SQLite even an empty one takes the write lock
     made = []
     with transaction.atomic():
         for route in routes:
-            if matches(route, stored):
-                row = create_delivery(route, stored)
-                if row is not None:
-                    made.append(row)
+            row = create_delivery(route, stored)
+            if row is not None:
+                made.append(row)
     return made
 
 

@@ -291,6 +291,9 @@ PGP_PASSPHRASE = env_secret("MFT_PGP_PASSPHRASE")
 PGP_S2K_COUNT = env_int("MFT_PGP_S2K_COUNT", 65536, minimum=1024)
 PIPELINE_LEASE_SECONDS = env_int("MFT_PIPELINE_LEASE_SECONDS", 600, minimum=10)
 PIPELINE_RETRY_MAX = env_int("MFT_PIPELINE_RETRY_MAX_SECONDS", 600, minimum=1)
+# Files up to this size run all their steps under one lease and record them in one
+# transaction (transfers.pipeline); 0 records every step on its own.
+PIPELINE_BATCH_BYTES = env_int("MFT_PIPELINE_BATCH_BYTES", 1024 * 1024, minimum=0)
 PIPELINE_PENDING_GRACE = env_int("MFT_PIPELINE_PENDING_GRACE_SECONDS", 60, minimum=1)
 PIPELINE_STUCK_SECONDS = env_int("MFT_PIPELINE_STUCK_SECONDS", 3600, minimum=60)
 PIPELINE_SWEEP_SECONDS = env_int("MFT_PIPELINE_SWEEP_SECONDS", 30, minimum=1)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from django.conf import settings
+
 from transfers import dlp, storage
 from transfers.models import DlpRule, FileState, StoredFile
 from transfers.pipeline_state import set_state
@@ -29,7 +31,8 @@ def run(stored: StoredFile) -> StepResult:
     rules = rules_for(stored)
     if not rules:
         return StepResult.next("no rules")
-    set_state(stored, FileState.DLP)
+    if stored.size > settings.PIPELINE_BATCH_BYTES:  # as scan_step: not for a small file
+        set_state(stored, FileState.DLP)
     findings = dlp.scan(storage.iter_plaintext(Path(stored.storage_path)), rules)
     summary = [{"rule": f.rule, "kind": f.kind, "count": f.count} for f in findings]
     if dlp.blocking(findings, rules):

@@ -15,13 +15,14 @@ import socket
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
-from audit import events
+from audit import chain, events
 from mft.celery import app
 from transfers import dlp_step, pgp_step, scan_step, signals
 from transfers.models import LIVE_STATES, FileState, PipelineStep, StoredFile
@@ -32,6 +33,9 @@ log = logging.getLogger(__name__)
 
 STEPS = ("decrypt", "scan", "dlp", "finish")
 RUN_TASK = "transfers.run_pipeline"
+# Steps whose outcome changed the stored bytes: recorded at once, never held for a batch,
+# so a redo after a crash never sees the decrypted bytes as an unencrypted upload.
+_REWRITES_BYTES = {("decrypt", "decrypted")}
 # A partial upload is live but not yet the pipeline's to run.
 _RUNNABLE_STATES = [s for s in LIVE_STATES if s != FileState.PARTIAL]
 
@@ -122,24 +126,60 @@ def advance(file_id: int) -> None:
     """Run the file's due steps in order until one waits, stops the file, or all are done.
 
     Each step's outcome, its audit event and the lease of the next step commit in one
-    transaction, so a quick step costs one write transaction, and a worker killed between
-    two steps leaves the next one leased: the sweeper hands it on when the lease expires.
+    transaction, so a worker killed between two steps leaves the next one leased: the
+    sweeper hands it on when the lease expires. A small file's steps run under the first
+    step's lease and commit together (see _holds_on): one transaction and one audit chain
+    append per file instead of one per step; a worker killed before that commit has its
+    steps redone, none recorded twice.
     """
-    stored = StoredFile.objects.filter(pk=file_id).first()
+    stored = StoredFile.objects.filter(pk=file_id).select_related("partner").first()
     if stored is None or stored.state not in _RUNNABLE_STATES:
         return
     pending = [s for s in stored.steps.order_by("id") if s.status != PipelineStep.Status.DONE]
     if not pending or not _claim(pending[0]):
         return
+    ran: list[tuple[PipelineStep, StepResult]] = []
     for index, step in enumerate(pending):
-        if index > 0:
-            stored = StoredFile.objects.filter(pk=file_id).first()  # a rename moves its bytes
+        if index > 0 and not ran:
+            stored = _reload(file_id)  # a rename moves its bytes
             if stored is None:
                 return
+        if ran:
+            _take(step)
         result = _run(step, stored)
+        step.finished_at = timezone.now()
+        ran.append((step, result))
         following = pending[index + 1] if index + 1 < len(pending) else None
-        if not _record(step, stored, result, following):
+        if _holds_on(stored, step, result, following):
+            continue
+        if not _record(ran, stored, following):
             return
+        ran = []
+
+
+def _reload(file_id: int) -> StoredFile | None:
+    """Read the file's row again, with its partner, after a committed step."""
+    return StoredFile.objects.filter(pk=file_id).select_related("partner").first()
+
+
+def _holds_on(stored: StoredFile, step: PipelineStep, result: StepResult,
+              following: PipelineStep | None) -> bool:
+    """Return whether the step's record can wait to commit with the following step's.
+
+    Only for a small file (a redo costs milliseconds), a step that goes on and left its
+    bytes as they were, and a following step nobody else can hold: it is pending, and a
+    file's steps are taken in order, so while the first is leased to us no one takes it.
+    """
+    return (stored.size <= settings.PIPELINE_BATCH_BYTES and result.kind == StepResult.NEXT
+            and (step.name, result.outcome) not in _REWRITES_BYTES and following is not None
+            and following.status == PipelineStep.Status.PENDING)
+
+
+def _take(step: PipelineStep) -> None:
+    """Hold a pending step under the batch's lease; its record counts the attempt."""
+    step.status, step.lease_owner = PipelineStep.Status.RUNNING, worker_name()
+    step.started_at = timezone.now()
+    step.attempts += 1  # as read by advance: no one else writes a step behind our lease
 
 
 def _run(step: PipelineStep, stored: StoredFile) -> StepResult:
@@ -152,27 +192,47 @@ def _run(step: PipelineStep, stored: StoredFile) -> StepResult:
         return StepResult.retry(f"{type(exc).__name__}: {exc}"[:300])
 
 
-def _record(step: PipelineStep, stored: StoredFile, result: StepResult,
+def _record(ran: list[tuple[PipelineStep, StepResult]], stored: StoredFile,
             following: PipelineStep | None) -> bool:
-    """Store the step's outcome, timing, the file's new state and its audit event, and
-    lease the following step, at once; return whether the following step is ours to run."""
+    """Store the outcomes of the steps run since the last record, their timing, the file's
+    new state and their audit events, and lease the following step, at once; return
+    whether the following step is ours to run.
+
+    The first step was claimed; the others were taken under its lease (_take).
+    """
+    last = ran[-1][1]
     with transaction.atomic():
-        if result.state is not None:
-            set_state(stored, result.state, result.reason, **result.fields)
-        _record_step(step, stored, result)
-        claimed = (result.kind == StepResult.NEXT and following is not None
+        changed = _set_states(stored, [result for _, result in ran])
+        with chain.appended_together():
+            for index, (step, result) in enumerate(ran):
+                _record_step(step, stored, result, taken=index > 0)
+        claimed = (last.kind == StepResult.NEXT and following is not None
                    and _claim(following))
-        if result.state is not None:
-            file_id = stored.pk
-            transaction.on_commit(lambda: _announce(file_id, result))
+        if changed is not None:
+            transaction.on_commit(lambda: _announce(stored, changed))
     return claimed
 
 
-def _announce(file_id: int, result: StepResult) -> None:
-    """Tell other apps (deliveries, notifications) about a committed state change."""
-    stored = StoredFile.objects.filter(pk=file_id).first()
-    if stored is None:
-        return
+def _set_states(stored: StoredFile, results: list[StepResult]) -> StepResult | None:
+    """Move the file to the last state the results name, with all their fields, in one
+    write; return the result that named it, or None."""
+    last: StepResult | None = None
+    state, reason, fields = "", "", dict[str, Any]()
+    for result in results:
+        if result.state is not None:
+            last, state, reason = result, result.state, result.reason
+            fields.update(result.fields)
+    if last is not None:
+        set_state(stored, state, reason, **fields)
+    return last
+
+
+def _announce(stored: StoredFile, result: StepResult) -> None:
+    """Tell other apps (deliveries, notifications) about a committed state change.
+
+    The row as the record wrote it (with its partner), not read again: receivers that act
+    on the file's current state (routing) read it themselves.
+    """
     if result.state == FileState.READY:
         replies = signals.file_ready.send_robust(sender=StoredFile, stored_file=stored)
     elif result.state == FileState.INFECTED:
@@ -185,12 +245,14 @@ def _announce(file_id: int, result: StepResult) -> None:
     # A failing receiver must not undo or repeat the pipeline; it records its own work.
     for receiver, reply in replies:
         if isinstance(reply, Exception):
-            log.error("receiver %s failed for file %s", receiver, file_id, exc_info=reply)
+            log.error("receiver %s failed for file %s", receiver, stored.pk, exc_info=reply)
 
 
-def _record_step(step: PipelineStep, stored: StoredFile, result: StepResult) -> None:
-    """Store the step's outcome and timing, and audit it."""
-    now = timezone.now()
+def _record_step(step: PipelineStep, stored: StoredFile, result: StepResult, *,
+                 taken: bool = False) -> None:
+    """Store the step's outcome and timing, and audit it (taken: its attempt, lease owner
+    and start are stored here too, not by a claim)."""
+    now = step.finished_at or timezone.now()
     started = step.started_at or now
     step.finished_at = now
     step.outcome = result.outcome[:40]
@@ -198,14 +260,17 @@ def _record_step(step: PipelineStep, stored: StoredFile, result: StepResult) -> 
     step.lease_until = None
     if result.kind == StepResult.RETRY:
         step.status = PipelineStep.Status.WAITING
-        step.refresh_from_db(fields=["attempts"])
+        if not taken:
+            step.refresh_from_db(fields=["attempts"])
         delay = min(settings.PIPELINE_RETRY_MAX, 5 * 2 ** min(step.attempts, 10))
         step.not_before = now + timedelta(seconds=delay) if result.auto_retry else None
     else:
         step.status = PipelineStep.Status.DONE
     # Only what this step decided: attempts and the lease owner stay as the claim wrote them.
-    step.save(update_fields=["finished_at", "outcome", "details", "lease_until", "status",
-                             "not_before"])
+    fields = ["finished_at", "outcome", "details", "lease_until", "status", "not_before"]
+    if taken:
+        fields += ["attempts", "lease_owner", "started_at"]
+    step.save(update_fields=fields)
     outcome = events.FAILURE if result.kind == StepResult.RETRY else events.SUCCESS
     if result.kind == StepResult.STOP:
         outcome = events.FAILURE

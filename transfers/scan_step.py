@@ -6,6 +6,7 @@ the file; nothing passes unscanned unless an admin switched scanning off (MFT_SC
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -13,8 +14,14 @@ from django.conf import settings
 
 from transfers import pipeline_state, storage
 from transfers.models import FileState, StoredFile
-from transfers.scanning import ClamdClient, ScannerRefused, ScannerUnavailable
+from transfers.scanning import ClamdSession, ScannerRefused, ScannerUnavailable
 from transfers.step_result import StepResult
+
+
+@functools.cache
+def session(address: str, timeout: float) -> ClamdSession:
+    """Return this process's clamd session for an address (kept open between scans)."""
+    return ClamdSession(address, timeout=timeout)
 
 
 def run(stored: StoredFile) -> StepResult:
@@ -26,9 +33,12 @@ def run(stored: StoredFile) -> StepResult:
                                 reason="no virus scanner configured (MFT_CLAMD unset)")
     if stored.size > settings.SCAN_MAX_BYTES:
         return _oversize(stored)
-    pipeline_state.set_state(stored, FileState.SCANNING)
+    if stored.size > settings.PIPELINE_BATCH_BYTES:
+        # Shown while a large file scans; a small file's scan takes milliseconds and its
+        # outcome commits with the next steps' (transfers.pipeline), so it skips this write.
+        pipeline_state.set_state(stored, FileState.SCANNING)
     try:
-        result = ClamdClient(settings.CLAMD_ADDRESS, timeout=settings.SCAN_TIMEOUT).scan_stream(
+        result = session(settings.CLAMD_ADDRESS, settings.SCAN_TIMEOUT).scan_stream(
             storage.iter_plaintext(_current_path(stored)))
     except ScannerUnavailable as exc:
         return StepResult.retry("scanner unavailable", state=FileState.HELD,
