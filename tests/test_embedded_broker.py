@@ -1,0 +1,73 @@
+"""The embedded broker never hands a reader a message that is still being written."""
+
+from __future__ import annotations
+
+import json
+import queue as queue_module
+
+import pytest
+from kombu import Connection
+
+from mft import embedded_broker
+
+
+def _connection(tmp_path, transport):
+    folder = tmp_path / "queue"
+    folder.mkdir(exist_ok=True)
+    return Connection("filesystem://", transport=transport, transport_options={
+        "data_folder_in": str(folder), "data_folder_out": str(folder),
+        "store_processed": False})
+
+
+def test_a_message_being_written_is_invisible_to_readers(tmp_path, monkeypatch):
+    with _connection(tmp_path, embedded_broker.Transport) as conn:
+        channel = conn.default_channel
+        seen_mid_write: list[object] = []
+        real_replace = embedded_broker.os.replace
+
+        def replace_after_a_reader_looked(src, dst):
+            # The bytes are written, the rename not yet done: a reader must find nothing.
+            try:
+                seen_mid_write.append(channel._get("jobs"))
+            except queue_module.Empty:
+                seen_mid_write.append("empty")
+            real_replace(src, dst)
+
+        monkeypatch.setattr(embedded_broker.os, "replace", replace_after_a_reader_looked)
+        channel._put("jobs", {"body": "x" * 10_000})
+        assert seen_mid_write == ["empty"]
+        assert channel._get("jobs") == {"body": "x" * 10_000}
+        assert channel._size("jobs") == 0
+        assert list((tmp_path / "queue").iterdir()) == []
+
+
+def test_kombus_own_channel_hands_a_reader_a_file_it_is_still_writing(tmp_path, monkeypatch):
+    """Why the transport exists: kombu's channel creates the file under its final name, so
+    a reader in between fails on an empty message and the message is lost."""
+    from kombu.transport import filesystem
+
+    with _connection(tmp_path, filesystem.Transport) as conn:
+        channel = conn.default_channel
+        errors: list[BaseException] = []
+
+        def dumps_while_a_reader_looks(payload):
+            try:
+                channel._get("jobs")  # the file exists, empty, before anything is written
+            except (ValueError, queue_module.Empty) as exc:
+                errors.append(exc)
+            return json.dumps(payload)
+
+        monkeypatch.setattr(filesystem, "dumps", dumps_while_a_reader_looks)
+        channel._put("jobs", {"body": "x"})
+        assert errors and isinstance(errors[0], ValueError)
+        with pytest.raises(queue_module.Empty):
+            channel._get("jobs")
+
+
+def test_the_platform_uses_it_for_the_filesystem_broker(settings):
+    from kombu.transport import resolve_transport
+
+    if not settings.CELERY_BROKER_URL.startswith("filesystem:"):
+        assert settings.CELERY_BROKER_TRANSPORT is None
+        return
+    assert resolve_transport(settings.CELERY_BROKER_TRANSPORT) is embedded_broker.Transport
