@@ -11,6 +11,7 @@ from rest_framework.test import APIClient
 
 from accounts import tokens, users
 from audit.events import Origin
+from audit.models import AuditEvent
 from transfers import pipeline, uploads
 from transfers.models import FileState, StoredFile
 
@@ -60,6 +61,12 @@ def store(user: Any, path: str, data: bytes = b"payload") -> StoredFile:
     upload = uploads.begin_upload(user, path, origin=ORIGIN, make_parents=True)
     upload.write(data)
     return upload.finish()
+
+
+def pipeline_actions(stored: StoredFile) -> list[str]:
+    """Return the file's pipeline audit events, oldest first."""
+    return list(AuditEvent.objects.filter(object_id=str(stored.pk), action__startswith="pipeline.")
+                .order_by("id").values_list("action", flat=True))
 
 
 def make_ready(stored: StoredFile, settings: Any) -> StoredFile:

@@ -9,31 +9,15 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from audit.events import Origin
-from audit.models import AuditEvent
-from transfers import pipeline, uploads
+from tests.api_client import pipeline_actions, store
+from transfers import pipeline
 from transfers.models import FileState, PipelineStep, StoredFile
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-ORIGIN = Origin(actor="test", protocol="test")
-
 
 class WorkerKilled(BaseException):
     """What a killed worker looks like from inside: nothing after it runs."""
-
-
-def store(user, path: str, data: bytes) -> StoredFile:
-    """Upload bytes through the same service the gateway and the API use."""
-    upload = uploads.begin_upload(user, path, origin=ORIGIN)
-    upload.write(data)
-    return upload.finish()
-
-
-def pipeline_actions(stored: StoredFile) -> list[str]:
-    """Return the file's pipeline audit events, oldest first."""
-    return list(AuditEvent.objects.filter(object_id=str(stored.pk), action__startswith="pipeline.")
-                .order_by("id").values_list("action", flat=True))
 
 
 def killed_at_dlp(stored: StoredFile, monkeypatch: pytest.MonkeyPatch) -> None:

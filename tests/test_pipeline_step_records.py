@@ -10,27 +10,12 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from audit.events import Origin
-from audit.models import AuditEvent
-from transfers import pipeline, uploads
+from tests.api_client import pipeline_actions, store
+from transfers import pipeline
 from transfers.models import FileState, PipelineStep, StoredFile
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-ORIGIN = Origin(actor="test", protocol="test")
-
-
-def store(user, path: str, data: bytes) -> StoredFile:
-    """Upload bytes through the same service the gateway and the API use."""
-    upload = uploads.begin_upload(user, path, origin=ORIGIN)
-    upload.write(data)
-    return upload.finish()
-
-
-def pipeline_actions(stored: StoredFile) -> list[str]:
-    """Return the file's pipeline audit events, oldest first."""
-    return list(AuditEvent.objects.filter(object_id=str(stored.pk), action__startswith="pipeline.")
-                .order_by("id").values_list("action", flat=True))
 
 
 def test_a_clean_file_passes_every_step_once_audited_once_each_in_order(cast, clamd, settings):
