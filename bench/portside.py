@@ -423,60 +423,27 @@ def platform(
         ps.stop()
 
 
+def _celery_worker(ps: Portside, pool: str, concurrency: int, queue: str,
+                   prefix: str) -> list[str]:
+    """Return the command of a Celery worker for one queue, as `make run` starts it."""
+    return [sys.executable, "-m", "celery", "-A", "mft", "worker", "--pool", pool,
+            "-c", str(concurrency), "--queues", queue, "--without-gossip", "--without-mingle",
+            "--loglevel", "INFO", "--hostname", f"{prefix}-{ps.name}-{os.getpid()}@%h"]
+
+
 def _start_services(ps: Portside, ctx: Context) -> None:
     py, logs = sys.executable, ps.data_dir
     ps.services["gateway"] = Service(
         "gateway", [py, str(REPO_DIR / "manage.py"), "run_gateway"], ps.env, logs / "gateway.log"
     )
     ps.services["worker"] = Service(
-        "worker",
-        [
-            py,
-            "-m",
-            "celery",
-            "-A",
-            "mft",
-            "worker",
-            "--pool",
-            "prefork",
-            "-c",
-            str(WORKER_CONCURRENCY),
-            "--queues",
-            "celery",
-            "--without-gossip",
-            "--without-mingle",
-            "--loglevel",
-            "INFO",
-            "--hostname",
-            f"bench-{ps.name}-{os.getpid()}@%h",
-        ],
-        ps.env,
-        logs / "worker.log",
+        "worker", _celery_worker(ps, "prefork", WORKER_CONCURRENCY, "celery", "bench"),
+        ps.env, logs / "worker.log",
     )
     ps.services["outbound"] = Service(
         "outbound",
-        [
-            py,
-            "-m",
-            "celery",
-            "-A",
-            "mft",
-            "worker",
-            "--pool",
-            "threads",
-            "-c",
-            str(OUTBOUND_CONCURRENCY),
-            "--queues",
-            "outbound",
-            "--without-gossip",
-            "--without-mingle",
-            "--loglevel",
-            "INFO",
-            "--hostname",
-            f"bench-outbound-{ps.name}-{os.getpid()}@%h",
-        ],
-        ps.env,
-        logs / "outbound.log",
+        _celery_worker(ps, "threads", OUTBOUND_CONCURRENCY, "outbound", "bench-outbound"),
+        ps.env, logs / "outbound.log",
     )
     if ps.web_port:
         ps.services["web"] = Service(
