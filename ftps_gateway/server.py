@@ -314,9 +314,8 @@ def run_forever(config: GatewayConfig) -> int:
     listeners = bind_listeners(config, listen=config.workers <= 1)
     # Audit events a killed gateway left in its spool are written before serving again.
     spool.replay_or_log()
-    for name, sock in listeners.items():
-        log.info("FTPS %s listening on %s:%s", name, *sock.getsockname()[:2])
     if config.workers <= 1:
+        _log_listening(listeners)
         return _serve_here(config, listeners)
     connections.close_all()  # never share a database connection across fork
     throttle.share_across_processes()  # the workers inherit one table of budgets
@@ -369,6 +368,11 @@ def run_forever(config: GatewayConfig) -> int:
     return 0
 
 
+def _log_listening(listeners: dict[str, socket.socket]) -> None:
+    for name, sock in listeners.items():
+        log.info("FTPS %s listening on %s:%s", name, *sock.getsockname()[:2])
+
+
 def _fork_worker(config: GatewayConfig, listeners: dict[str, socket.socket]) -> int:
     """Fork one worker process; return its pid in the parent."""
     parent = os.getpid()
@@ -381,6 +385,7 @@ def _fork_worker(config: GatewayConfig, listeners: dict[str, socket.socket]) -> 
         own = worker_listeners(listeners)
         for sock in listeners.values():
             sock.close()  # this process's copy of the parent's reservation
+        _log_listening(own)  # only now: the parent's reservation accepts no connection
         code = _serve_here(config, own)
     finally:
         os._exit(code)
