@@ -112,10 +112,32 @@ def bind_listeners(config: GatewayConfig, *, listen: bool = True) -> dict[str, s
         if port is None:
             continue
         family = socket.AF_INET6 if ":" in config.bind_address else socket.AF_INET
-        sock = _listener(family, (config.bind_address, port), listen=listen,
-                         reuse_port=not listen)
-        listeners[name] = sock
+        address = (config.bind_address, port)
+        try:
+            if not listen:
+                _refuse_if_served(family, address)
+            listeners[name] = _listener(family, address, listen=listen, reuse_port=not listen)
+        except OSError:
+            for sock in listeners.values():
+                sock.close()
+            raise
     return listeners
+
+
+def _refuse_if_served(family: int, address: Any) -> None:
+    """Raise EADDRINUSE when a process already listens on address.
+
+    SO_REUSEPORT lets any process of the same user bind the port too, so a second gateway
+    (a stale one, or one started twice) would silently take half of the connections. A
+    probe bound without SO_REUSEPORT conflicts with any listener already there; with
+    SO_REUSEADDR it does not with the TIME_WAIT connections of a gateway just stopped.
+    """
+    probe = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind(address)
+    finally:
+        probe.close()
 
 
 def worker_listeners(reserved: dict[str, socket.socket]) -> dict[str, socket.socket]:
