@@ -8,12 +8,17 @@ of the connections; the parent refuses to start instead.
 from __future__ import annotations
 
 import errno
+import os
 import select
 import socket
+import subprocess
+import sys
 
 import pytest
+from django.conf import settings
 
 from ftps_gateway.server import GatewayConfig, bind_listeners, worker_listeners
+from tests.live_worker import ROOT, current_database_url
 
 
 def _free_port() -> int:
@@ -69,3 +74,22 @@ def test_a_gateway_restarts_at_once_on_a_port_whose_connections_are_in_time_wait
 def _wait_readable(sock: socket.socket) -> bool:
     readable, _, _ = select.select([sock], [], [], 5)
     return bool(readable)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_run_gateway_says_which_ports_are_taken_instead_of_sharing_them():
+    port = _free_port()
+    reserved = bind_listeners(_config(port), listen=False)
+    served = worker_listeners(reserved)
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings",
+           "DATABASE_URL": current_database_url(), "MFT_DATA_DIR": str(settings.DATA_DIR),
+           "MFT_BIND_ADDRESS": "127.0.0.1", "MFT_FTPS_PORT": str(port),
+           "MFT_FTPS_IMPLICIT_PORT": "off", "MFT_GATEWAY_WORKERS": "2"}
+    try:
+        done = subprocess.run([sys.executable, "manage.py", "run_gateway"], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=120)
+    finally:
+        _close(reserved, served)
+    assert done.returncode != 0
+    assert f"cannot listen on 127.0.0.1 port(s) [{port}]" in done.stderr
+    assert "already uses" in done.stderr

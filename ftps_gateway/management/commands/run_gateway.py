@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 from typing import Any
 
 from django.core.management import call_command
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from ftps_gateway import server
 from mft import bootstrap
@@ -19,4 +20,13 @@ class Command(BaseCommand):
         bootstrap.ensure_certificate()
         call_command("check", tags=["gateway"], fail_level="ERROR")
         config = server.GatewayConfig.from_settings()
-        raise SystemExit(server.run_forever(config))
+        try:
+            code = server.run_forever(config)
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+            ports = [p for p in (config.explicit_port, config.implicit_port) if p is not None]
+            raise CommandError(
+                f"cannot listen on {config.bind_address} port(s) {ports}: another process "
+                "(another gateway?) already uses one of them") from exc
+        raise SystemExit(code)
