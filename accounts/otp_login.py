@@ -65,14 +65,16 @@ def split_code(*, username: str, protocol: str, password: str | None,
     due: the user needs no second factor here, or a certificate is the second factor)."""
     if protocol not in PROTOCOLS or not password or len(password) < CODE_DIGITS:
         return password, None
+    code = password[-CODE_DIGITS:]
+    # Checked before the query: a line not ending in six digits carries no code whatever
+    # the user's policy, and most passwords do not, so most logins skip the query.
+    if not code.isdigit():
+        return password, None
     method = (User.objects.filter(username=username, ftps_mfa_required=True)
               .values_list("login_method", flat=True).first())
     if method is None or method == User.LoginMethod.PASSWORD_AND_CERTIFICATE:
         return password, None
     if certificate_presented and method != User.LoginMethod.CERTIFICATE:
-        return password, None
-    code = password[-CODE_DIGITS:]
-    if not code.isdigit():
         return password, None
     return password[:-CODE_DIGITS], code
 

@@ -243,7 +243,7 @@ def _spool_login(spool: AuditSpool | None, user: User, *, origin: Origin,
 def _check(attempt: LoginAttempt) -> tuple[User, str]:
     """Return the user and the factors used if every rule allows this attempt, else raise
     LoginRefused."""
-    if bans.active_ban(attempt.source_ip):
+    if bans.is_banned(attempt.source_ip):
         raise LoginRefused("address banned")
     user, method = _verify_credentials(attempt)
     check_policy(user, protocol=attempt.protocol, source_ip=attempt.source_ip)

@@ -55,6 +55,9 @@ ADOPT_EVERY = 60.0  # seconds between looks for files left by dead processes
 SUFFIX = ".jsonl"
 
 
+_ORIGIN_FIELDS = dataclasses.fields(Origin)
+
+
 def _login_event(*, origin: Origin, at: datetime, action: str, outcome: str, user_id: int,
                  username: str, method: str,
                  details: dict[str, Any] | None = None) -> AuditEvent:
@@ -144,8 +147,11 @@ class AuditSpool:
         """
         if self.closed:  # its descriptor number may already belong to another file
             raise ValueError("the audit spool is closed")
+        # A shallow copy of the origin's fields: dumped at once, so asdict's deep copy
+        # (a third of an append's time) buys nothing.
         record = {"id": uuid.uuid4().hex, "at": timezone.now().isoformat(), "kind": kind,
-                  "origin": dataclasses.asdict(origin), "fields": fields}
+                  "origin": {f.name: getattr(origin, f.name) for f in _ORIGIN_FIELDS},
+                  "fields": fields}
         line = json.dumps(record, separators=(",", ":"), default=str) + "\n"
         data = line.encode()
         if os.write(self._fd, data) != len(data):  # disk full: end the torn line, fall back

@@ -111,12 +111,15 @@ class ControlHandler(TLS_FTPHandler):
             self._pbsz = True
             self._prot = True
         address = self.remote_ip
-        self.pool.submit(lambda: bans.active_ban(address), self._after_ban_check)
+        if bans.known_clear(address):  # checked within the last second (accounts.bans)
+            self._after_ban_check(False, None)
+            return
+        self.pool.submit(lambda: bans.is_banned(address), self._after_ban_check)
 
-    def _after_ban_check(self, ban: Any, error: BaseException | None) -> None:
+    def _after_ban_check(self, banned: bool | None, error: BaseException | None) -> None:
         if self._closed:
             return
-        if error is not None or ban is not None:
+        if error is not None or banned:
             if error is not None:
                 log.error("ban check failed", exc_info=error)
             if not self.implicit or self._ssl_established:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import threading
+from typing import Any
 
 from cryptography.hazmat.primitives.serialization import Encoding
 from OpenSSL import SSL
@@ -158,6 +160,23 @@ def _unsupported_library() -> str | None:
 _UNSUPPORTED_LIBRARY = _unsupported_library()
 
 
+_SWAP = threading.local()
+
+
+def _swap_context() -> Any:
+    """Return this thread's throw-away SSL_CTX for bind_session_context.
+
+    Building one per call cost ~0.1 ms (SSL_CTX_new loads the method's ciphers and
+    algorithms); one per thread is enough, because only its sid_ctx is used and a call
+    sets it before use and leaves no SSL pointing at it.  Per thread, not per process,
+    so two threads binding at once never see each other's token.
+    """
+    context = getattr(_SWAP, "context", None)
+    if context is None:
+        context = _SWAP.context = SSL.Context(SSL.TLS_METHOD)
+    return context._context
+
+
 @_ffi.callback("int(SSL *, void *)")
 def _refuse_full_handshake(ssl, arg):
     # Certificate callback; OpenSSL only calls it when the handshake is NOT a
@@ -195,24 +214,20 @@ def bind_session_context(
 
     ssl = conn._ssl
     real_ctx = conn.get_context()._context
-    tmp = _lib.SSL_CTX_new(_lib.TLS_method())
-    if tmp == _ffi.NULL:
-        raise MemoryError("SSL_CTX_new failed")
-    try:
-        if _lib.SSL_CTX_set_session_id_context(tmp, token, len(token)) != 1:
-            raise RuntimeError("SSL_CTX_set_session_id_context failed")
-        # 1. ssl.sid_ctx == real_ctx.sid_ctx (inherited at SSL_new): it becomes token.
-        if _lib.SSL_set_SSL_CTX(ssl, tmp) == _ffi.NULL:
-            raise RuntimeError("SSL_set_SSL_CTX(tmp) failed")
-        # 2. Make tmp's sid_ctx differ from the token ...
-        other = b"\x01" if token == b"\x00" else b"\x00"
-        set_other = _lib.SSL_CTX_set_session_id_context(tmp, other, len(other))
-        # 3. ... so switching back keeps the token in ssl.sid_ctx while the
-        #    certificate/key are copied back from real_ctx.  Always switch back.
-        if _lib.SSL_set_SSL_CTX(ssl, real_ctx) == _ffi.NULL or set_other != 1:
-            raise RuntimeError("could not restore the connection's SSL_CTX")
-    finally:
-        _lib.SSL_CTX_free(tmp)  # the SSL no longer references it
+    tmp = _swap_context()
+    if _lib.SSL_CTX_set_session_id_context(tmp, token, len(token)) != 1:
+        raise RuntimeError("SSL_CTX_set_session_id_context failed")
+    # 1. ssl.sid_ctx == real_ctx.sid_ctx (inherited at SSL_new): it becomes token.
+    if _lib.SSL_set_SSL_CTX(ssl, tmp) == _ffi.NULL:
+        raise RuntimeError("SSL_set_SSL_CTX(tmp) failed")
+    # 2. Make tmp's sid_ctx differ from the token ...
+    other = b"\x01" if token == b"\x00" else b"\x00"
+    set_other = _lib.SSL_CTX_set_session_id_context(tmp, other, len(other))
+    # 3. ... so switching back keeps the token in ssl.sid_ctx while the
+    #    certificate/key are copied back from real_ctx.  Always switch back: the SSL
+    #    then no longer references tmp, which the next call reuses.
+    if _lib.SSL_set_SSL_CTX(ssl, real_ctx) == _ffi.NULL or set_other != 1:
+        raise RuntimeError("could not restore the connection's SSL_CTX")
     if require_reuse:
         # After the swaps: SSL_set_SSL_CTX replaces the per-SSL CERT, which is
         # where the certificate callback lives.
