@@ -101,17 +101,21 @@ def create_delivery(route: Route, stored: StoredFile, *, requested_by: str = "sy
 
 
 def on_file_ready(sender: object, stored_file: StoredFile, **kwargs: object) -> None:
-    """Receive `transfers.signals.file_ready` (sent after commit) and route the file at once.
+    """Receive `transfers.signals.file_ready` and route the file at once.
 
-    Here rather than in a queued task: behind a burst of pipeline messages on the same queue,
-    the routing would wait its turn. If it fails, the task is queued instead, and the
-    sweeper's catch-up routes whatever is still missed.
+    The pipeline sends it inside the transaction that records the file ready, so the
+    deliveries commit with that record (their messages go after the commit). Here rather
+    than in a queued task: behind a burst of pipeline messages on the same queue, the
+    routing would wait its turn. If it fails, its savepoint is rolled back and the task is
+    queued after the commit instead; the sweeper's catch-up routes whatever is still missed.
     """
     try:
-        route_file(stored_file.pk)
+        with transaction.atomic():
+            route_file(stored_file.pk)
     except Exception:
         log.exception("routing file %s failed; queued for a worker", stored_file.pk)
-        queue.file_ready(stored_file.pk)
+        file_id = stored_file.pk
+        transaction.on_commit(lambda: queue.file_ready(file_id))
 
 
 def route_file(file_id: int) -> list[Delivery]:

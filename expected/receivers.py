@@ -15,5 +15,5 @@ def _on_ready(sender: Any, stored_file: StoredFile, **kwargs: Any) -> None:
 
 
 def connect() -> None:
-    """Connect once; the pipeline sends file_ready after its commit."""
+    """Connect once; the pipeline sends file_ready inside the transaction recording it."""
     signals.file_ready.connect(_on_ready, dispatch_uid="expected.file_ready")

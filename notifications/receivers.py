@@ -27,7 +27,8 @@ def _on_key_rotated(sender: Any, **kwargs: Any) -> None:
 
 
 def connect() -> None:
-    """Connect the receivers once; the pipeline sends the file signals after its commit."""
+    """Connect the receivers once; the pipeline sends the file signals inside the transaction
+    that records the file's state (messages go out on commit)."""
     signals.file_ready.connect(_on_ready, dispatch_uid="notifications.file_ready")
     signals.file_quarantined.connect(_on_quarantined,
                                      dispatch_uid="notifications.file_quarantined")

@@ -1,6 +1,7 @@
-"""A small file's steps run under one lease and commit together: a worker killed before that
-commit leaves none of them recorded (they are redone, each audited once); a large file's
-steps still commit one by one."""
+"""A small file's steps run together and commit together, the first step's lease taken in
+that commit: a worker killed before it leaves none of them recorded nor leased (they are
+redone, each audited once), and a duplicate run records nothing; a large file's steps still
+commit one by one."""
 
 from __future__ import annotations
 
@@ -37,17 +38,46 @@ def test_a_small_file_killed_mid_pipeline_has_no_step_recorded_and_all_redone_on
     stored = store(cast.partner.user, "/small.txt", b"plain text\n")
     killed_at_dlp(stored, monkeypatch)
     steps = list(stored.steps.order_by("id"))
-    assert [s.status for s in steps] == [PipelineStep.Status.RUNNING] + [
-        PipelineStep.Status.PENDING] * 3
+    assert [(s.status, s.attempts) for s in steps] == [(PipelineStep.Status.PENDING, 0)] * 4
     assert pipeline_actions(stored) == ["pipeline.received"]
-    PipelineStep.objects.filter(pk=steps[0].pk).update(
-        lease_until=timezone.now() - timedelta(seconds=1))  # the dead worker's lease expires
-    pipeline.advance(stored.pk)
+    pipeline.advance(stored.pk)  # the redelivered message
     stored.refresh_from_db()
     assert stored.state == FileState.READY and stored.scan_engine.startswith("ClamAV")
-    assert [s.attempts for s in stored.steps.order_by("id")] == [2, 1, 1, 1]
+    assert [s.attempts for s in stored.steps.order_by("id")] == [1, 1, 1, 1]
     assert pipeline_actions(stored) == ["pipeline.received", "pipeline.decrypt",
                                         "pipeline.scan", "pipeline.dlp", "pipeline.finish"]
+
+
+def test_a_small_file_run_twice_at_once_is_recorded_once_by_the_run_that_commits_first(
+        cast, clamd, settings, monkeypatch):
+    settings.CLAMD_ADDRESS = clamd.address
+    stored = store(cast.partner.user, "/twice.txt", b"plain text\n")
+    dlp = pipeline._HANDLERS["dlp"]
+
+    def duplicate_finishes_first(running: StoredFile) -> object:
+        monkeypatch.setitem(pipeline._HANDLERS, "dlp", dlp)
+        pipeline.advance(stored.pk)  # a duplicate message, taken by another worker
+        return dlp(running)
+
+    monkeypatch.setitem(pipeline._HANDLERS, "dlp", duplicate_finishes_first)
+    pipeline.advance(stored.pk)
+    stored.refresh_from_db()
+    assert stored.state == FileState.READY
+    assert [s.attempts for s in stored.steps.order_by("id")] == [1, 1, 1, 1]
+    assert pipeline_actions(stored) == ["pipeline.received", "pipeline.decrypt",
+                                        "pipeline.scan", "pipeline.dlp", "pipeline.finish"]
+
+
+def test_a_small_file_leased_by_a_live_worker_is_left_alone(cast, settings):
+    settings.SCAN_MODE = "off"
+    stored = store(cast.partner.user, "/leased-small.txt", b"data")
+    PipelineStep.objects.filter(stored_file=stored, name="decrypt").update(
+        status=PipelineStep.Status.RUNNING, lease_owner="elsewhere:1",
+        lease_until=timezone.now() + timedelta(seconds=60))
+    pipeline.advance(stored.pk)
+    stored.refresh_from_db()
+    assert stored.state == FileState.RECEIVED
+    assert pipeline_actions(stored) == ["pipeline.received"]
 
 
 def test_a_large_file_killed_mid_pipeline_keeps_the_steps_it_finished(

@@ -12,7 +12,7 @@ from accounts.models import Partner, PgpKey
 from audit.events import Origin
 from tests.clamd_server import EICAR
 from transfers import pgp, pipeline, storage, uploads
-from transfers.models import DlpRule, FileState, StoredFile
+from transfers.models import DlpRule, FileState, PipelineStep, StoredFile
 from transfers.pgp_step import platform_keyring
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -89,6 +89,23 @@ def test_pgp_upload_is_decrypted_and_its_signature_checked(cast, keys):
     assert _plaintext(stored) == b"order 42\n" and stored.size == len(b"order 42\n")
     step = stored.steps.get(name="decrypt")
     assert step.details["signer"] == partner_fpr and step.details["signature_valid"]
+
+
+def test_a_small_pgp_upload_is_decrypted_under_a_lease_committed_before_it(cast, keys,
+                                                                            monkeypatch):
+    platform_fpr, ring, _, _ = keys
+    message = _encrypt(ring, platform_fpr, b"order 43\n", sign=None)
+    stored = _store(cast.partner.user, "/leased.pgp", message)
+    decrypt = pipeline._HANDLERS["decrypt"]
+    seen = []
+
+    def decrypt_seeing_the_lease(running: StoredFile) -> object:
+        seen.append(PipelineStep.objects.get(stored_file=running, name="decrypt").status)
+        return decrypt(running)
+
+    monkeypatch.setitem(pipeline._HANDLERS, "decrypt", decrypt_seeing_the_lease)
+    assert _run(stored).state == FileState.READY
+    assert seen == [PipelineStep.Status.RUNNING]
 
 
 def test_signature_required_and_missing_is_rejected(cast, keys):

@@ -1,6 +1,7 @@
 """How the pipeline records its steps: each runs once, is audited once and in order, and the
 next step's lease commits with the previous step's outcome (so a worker killed between two
-steps leaves a lease that expires and is redone, never a step that is skipped)."""
+steps leaves a lease that expires and is redone, never a step that is skipped), and what the
+file's new state sets off downstream (routing, the file.ready event) commits with it."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ import itertools
 from datetime import timedelta
 
 import pytest
+from django.db import connection
 from django.utils import timezone
 
 from tests.api_client import pipeline_actions, store
-from transfers import pipeline
+from transfers import pipeline, signals
 from transfers.models import FileState, PipelineStep, StoredFile
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -78,3 +80,52 @@ def test_a_retried_step_backs_off_by_the_attempts_counted_in_the_database(cast, 
     assert stored.state == FileState.HELD
     assert step.status == PipelineStep.Status.WAITING and step.attempts == 4
     assert step.not_before - step.finished_at == timedelta(seconds=5 * 2 ** 4)
+
+
+class WorkerKilled(BaseException):
+    """What a killed worker looks like from inside: nothing after it runs."""
+
+
+def test_a_worker_killed_while_announcing_ready_leaves_no_event_and_the_redo_announces_once(
+        cast, settings):
+    from notifications.models import OutboundEvent
+
+    settings.SCAN_MODE = "off"
+    stored = store(cast.partner.user, "/announced.txt", b"data")
+
+    def killed(**_: object) -> None:
+        raise WorkerKilled
+
+    signals.file_ready.connect(killed, dispatch_uid="test.killed")
+    try:
+        with pytest.raises(WorkerKilled):
+            pipeline.advance(stored.pk)
+    finally:
+        signals.file_ready.disconnect(dispatch_uid="test.killed")
+    stored.refresh_from_db()
+    assert stored.state == FileState.RECEIVED
+    assert not OutboundEvent.objects.filter(event="file.ready").exists()
+    assert pipeline_actions(stored) == ["pipeline.received"]
+    pipeline.advance(stored.pk)
+    stored.refresh_from_db()
+    assert stored.state == FileState.READY
+    assert OutboundEvent.objects.filter(event="file.ready").count() == 1
+
+
+def test_a_receiver_failing_in_the_database_leaves_the_file_recorded_ready(cast, settings):
+    settings.SCAN_MODE = "off"
+    stored = store(cast.partner.user, "/broken-receiver.txt", b"data")
+
+    def broken(**_: object) -> None:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT * FROM no_such_table")
+
+    signals.file_ready.connect(broken, dispatch_uid="test.broken")
+    try:
+        pipeline.advance(stored.pk)
+    finally:
+        signals.file_ready.disconnect(dispatch_uid="test.broken")
+    stored.refresh_from_db()
+    assert stored.state == FileState.READY
+    assert pipeline_actions(stored) == ["pipeline.received", "pipeline.decrypt",
+                                        "pipeline.scan", "pipeline.dlp", "pipeline.finish"]

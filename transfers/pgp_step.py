@@ -38,6 +38,14 @@ def _first_bytes(path: Path) -> bytes:
         reader.close()
 
 
+def may_rewrite(stored: StoredFile) -> bool:
+    """Return whether run() may replace the file's bytes: an OpenPGP message, or unreadable."""
+    try:
+        return pgp.is_pgp_message(_first_bytes(Path(stored.storage_path)))
+    except Exception:  # noqa: BLE001 - unreadable: run() reports it, under a lease
+        return True
+
+
 def run(stored: StoredFile) -> StepResult:
     """Decrypt a PGP upload, or apply the partner's policy to a plain one."""
     partner = stored.partner

@@ -18,7 +18,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
@@ -100,17 +100,21 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def _live() -> Exists:
+    """Select steps whose file is live and runnable (not deleted, replaced or partial)."""
+    return Exists(StoredFile.objects.filter(pk=OuterRef("stored_file_id"),
+                                            state__in=_RUNNABLE_STATES))
+
+
 def _claim(step: PipelineStep) -> bool:
     """Take the step's lease if it is due, not leased by a live worker, and its file is live."""
     now = timezone.now()
     due = Q(status__in=[PipelineStep.Status.PENDING, PipelineStep.Status.WAITING]) & (
         Q(not_before__isnull=True) | Q(not_before__lte=now))
     expired = Q(status=PipelineStep.Status.RUNNING, lease_until__lt=now)
-    live = Exists(StoredFile.objects.filter(pk=OuterRef("stored_file_id"),
-                                            state__in=_RUNNABLE_STATES))
     owner = worker_name()
     lease_until = now + timedelta(seconds=settings.PIPELINE_LEASE_SECONDS)
-    claimed = PipelineStep.objects.filter(Q(pk=step.pk) & (due | expired) & live).update(
+    claimed = PipelineStep.objects.filter(Q(pk=step.pk) & (due | expired) & _live()).update(
         status=PipelineStep.Status.RUNNING, lease_owner=owner, lease_until=lease_until,
         attempts=F("attempts") + 1, started_at=now)
     if claimed != 1:
@@ -122,21 +126,52 @@ def _claim(step: PipelineStep) -> bool:
     return True
 
 
+def _defers_claim(stored: StoredFile, first: PipelineStep) -> bool:
+    """Return whether a small file's first step can run before its lease is taken.
+
+    The lease is then taken in the transaction that records the steps (_confirm): one
+    write transaction per small file instead of two. Running without a lease is safe where
+    a duplicate run changes nothing another run relies on: a pending step, a small file
+    (a redo costs milliseconds) and no decryption (which replaces the bytes). A duplicate
+    run records nothing: its _confirm finds the step taken.
+    """
+    now = timezone.now()
+    return (stored.size <= settings.PIPELINE_BATCH_BYTES
+            and first.status == PipelineStep.Status.PENDING
+            and (first.not_before is None or first.not_before <= now)
+            and not (first.name == "decrypt" and pgp_step.may_rewrite(stored)))
+
+
+def _confirm(step: PipelineStep) -> bool:
+    """Take the lease of a first step run before it was claimed, in the transaction that
+    records it; return False if another worker took or finished the step meanwhile."""
+    due = Q(status=PipelineStep.Status.PENDING) & (
+        Q(not_before__isnull=True) | Q(not_before__lte=timezone.now()))
+    return PipelineStep.objects.filter(Q(pk=step.pk) & due & _live()).update(
+        status=PipelineStep.Status.RUNNING) == 1
+
+
 def advance(file_id: int) -> None:
     """Run the file's due steps in order until one waits, stops the file, or all are done.
 
     Each step's outcome, its audit event and the lease of the next step commit in one
     transaction, so a worker killed between two steps leaves the next one leased: the
-    sweeper hands it on when the lease expires. A small file's steps run under the first
-    step's lease and commit together (see _holds_on): one transaction and one audit chain
-    append per file instead of one per step; a worker killed before that commit has its
-    steps redone, none recorded twice.
+    sweeper hands it on when the lease expires. A small file's steps run together and
+    commit together (see _holds_on), with the first step's lease taken in that same
+    transaction (see _defers_claim): one write transaction and one audit chain append per
+    file instead of one per step; a worker killed before that commit has its steps redone
+    (its message is redelivered, else the sweeper resends it), none recorded twice.
     """
     stored = StoredFile.objects.filter(pk=file_id).select_related("partner").first()
     if stored is None or stored.state not in _RUNNABLE_STATES:
         return
     pending = [s for s in stored.steps.order_by("id") if s.status != PipelineStep.Status.DONE]
-    if not pending or not _claim(pending[0]):
+    if not pending:
+        return
+    unconfirmed = pending[0] if _defers_claim(stored, pending[0]) else None
+    if unconfirmed is not None:
+        _take(unconfirmed)
+    elif not _claim(pending[0]):
         return
     ran: list[tuple[PipelineStep, StepResult]] = []
     for index, step in enumerate(pending):
@@ -152,9 +187,9 @@ def advance(file_id: int) -> None:
         following = pending[index + 1] if index + 1 < len(pending) else None
         if _holds_on(stored, step, result, following):
             continue
-        if not _record(ran, stored, following):
+        if not _record(ran, stored, following, unconfirmed):
             return
-        ran = []
+        ran, unconfirmed = [], None
 
 
 def _reload(file_id: int) -> StoredFile | None:
@@ -168,7 +203,8 @@ def _holds_on(stored: StoredFile, step: PipelineStep, result: StepResult,
 
     Only for a small file (a redo costs milliseconds), a step that goes on and left its
     bytes as they were, and a following step nobody else can hold: it is pending, and a
-    file's steps are taken in order, so while the first is leased to us no one takes it.
+    file's steps are taken in order, so no one takes it before the first, whose record
+    commits only while it is ours (claimed, or taken by _confirm in that commit).
     """
     return (stored.size <= settings.PIPELINE_BATCH_BYTES and result.kind == StepResult.NEXT
             and (step.name, result.outcome) not in _REWRITES_BYTES and following is not None
@@ -193,23 +229,28 @@ def _run(step: PipelineStep, stored: StoredFile) -> StepResult:
 
 
 def _record(ran: list[tuple[PipelineStep, StepResult]], stored: StoredFile,
-            following: PipelineStep | None) -> bool:
+            following: PipelineStep | None, unconfirmed: PipelineStep | None = None) -> bool:
     """Store the outcomes of the steps run since the last record, their timing, the file's
     new state and their audit events, and lease the following step, at once; return
     whether the following step is ours to run.
 
-    The first step was claimed; the others were taken under its lease (_take).
+    The first step was claimed, or is `unconfirmed` (run before its lease, see
+    _defers_claim): then nothing is recorded unless _confirm takes it here. The others were
+    taken under its lease (_take).
     """
     last = ran[-1][1]
     with transaction.atomic():
+        if unconfirmed is not None and not _confirm(unconfirmed):
+            return False  # another worker took or finished it: its record stands
         changed = _set_states(stored, [result for _, result in ran])
         with chain.appended_together():
             for index, (step, result) in enumerate(ran):
-                _record_step(step, stored, result, taken=index > 0)
+                _record_step(step, stored, result,
+                             taken=index > 0 or unconfirmed is not None)
         claimed = (last.kind == StepResult.NEXT and following is not None
                    and _claim(following))
         if changed is not None:
-            transaction.on_commit(lambda: _announce(stored, changed))
+            _announce(stored, changed)
     return claimed
 
 
@@ -228,21 +269,31 @@ def _set_states(stored: StoredFile, results: list[StepResult]) -> StepResult | N
 
 
 def _announce(stored: StoredFile, result: StepResult) -> None:
-    """Tell other apps (deliveries, notifications) about a committed state change.
+    """Tell other apps (deliveries, notifications) about a state change, inside the
+    transaction that records it.
 
-    The row as the record wrote it (with its partner), not read again: receivers that act
-    on the file's current state (routing) read it themselves.
+    Their rows (deliveries, the `file.ready` event) commit with the file's new state or not
+    at all, in the one write transaction, and they send their messages after that commit.
+    The row as the record wrote it (with its partner): receivers that act on the file's
+    current state (routing) read it themselves, on this connection.
     """
     if result.state == FileState.READY:
-        replies = signals.file_ready.send_robust(sender=StoredFile, stored_file=stored)
+        signal, extra = signals.file_ready, dict[str, str]()
     elif result.state == FileState.INFECTED:
-        replies = signals.file_quarantined.send_robust(sender=StoredFile, stored_file=stored)
+        signal, extra = signals.file_quarantined, {}
     elif result.state in (FileState.HELD, FileState.REJECTED):
-        replies = signals.file_stopped.send_robust(sender=StoredFile, stored_file=stored,
-                                                   reason=result.reason)
+        signal, extra = signals.file_stopped, {"reason": result.reason}
     else:
         return
-    # A failing receiver must not undo or repeat the pipeline; it records its own work.
+    # A failing receiver must not undo or repeat the pipeline: its savepoint is rolled
+    # back and logged, the step's record commits (routing's sweeper catches up).
+    try:
+        with transaction.atomic():
+            replies = signal.send_robust(sender=StoredFile, stored_file=stored, **extra)
+    except DatabaseError:
+        log.exception("receivers of %s left the transaction broken for file %s",
+                      result.state, stored.pk)
+        return
     for receiver, reply in replies:
         if isinstance(reply, Exception):
             log.error("receiver %s failed for file %s", receiver, stored.pk, exc_info=reply)

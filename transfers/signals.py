@@ -1,7 +1,10 @@
 """Signals other apps connect to, instead of the pipeline importing them.
 
-Sent after the transaction that changed the file commits, so receivers (deliveries,
-notifications, webhooks) always see the committed state.
+Sent inside the transaction that records the file's new state (transfers.pipeline), each
+receiver in a savepoint: what receivers write (deliveries, the notification feed) commits
+with that state or not at all. Receivers must not talk to the outside world directly: they
+send their messages with transaction.on_commit, so nothing goes out for a state that rolls
+back.
 """
 
 from django.dispatch import Signal
