@@ -418,6 +418,11 @@ class ControlHandler(TLS_FTPHandler):
                 self.respond("150 File status okay. About to open data connection.")
                 self._in_dtp_queue = (handle, command)
 
+        # A new file at a free name without quotas needs no database: no pool round trip.
+        upload = uploads.begin_upload_offline(user, virtual, origin=origin, offset=offset,
+                                              append=append)
+        if upload is not None:
+            return then(upload, None)
         self.defer(begin, then)
 
     def ftp_APPE(self, file: str) -> None:

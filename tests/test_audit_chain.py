@@ -29,6 +29,22 @@ def test_an_intact_chain_verifies():
     call_command("verify_audit")
 
 
+def test_events_appended_together_are_stored_as_written_under_their_ids():
+    with chain.appended_together():
+        written = [chain.append(actor=f"user{i}", actor_id=i, source_ip="192.0.2.7",
+                                protocol="ftps", action="upload", object_type="storedfile",
+                                object_id=str(i), object_repr=f"/f{i}", outcome="success",
+                                details={"bytes": i, "path": f"/f{i}"}) for i in range(3)]
+    fields = ("created_at", "actor", "actor_id", "source_ip", "protocol", "action",
+              "object_type", "object_id", "object_repr", "outcome", "details", "prev_hash",
+              "hash")
+    for event in written:
+        stored = AuditEvent.objects.get(pk=event.pk)
+        assert [getattr(stored, f) for f in fields] == [getattr(event, f) for f in fields]
+    assert [e.pk for e in written] == sorted(e.pk for e in written)
+    assert chain.verify() == (3, None)
+
+
 def test_a_changed_event_is_named():
     events = _events(5)
     _tamper("UPDATE audit_auditevent SET actor = %s WHERE id = %s", ["mallory", events[2].pk])

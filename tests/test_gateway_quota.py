@@ -240,6 +240,32 @@ def test_quota_is_claimed_off_the_event_loop(partner, gateway, monkeypatch):
     assert quota.used_bytes(partner.user.pk) == 3 * quota.CLAIM_STEP + 12345
 
 
+def test_an_upload_without_quota_runs_no_statement_on_the_event_loop(partner, gateway,
+                                                                     monkeypatch):
+    # New files at free names start on the loop (no quota, nothing at the name): a spy
+    # checks that the database is still only reached from the blocking pool.
+    from django.db.backends import utils
+
+    threads: list[str] = []
+    real_execute = utils.CursorWrapper.execute
+
+    def execute(self, sql, params=None):
+        threads.append(threading.current_thread().name)
+        return real_execute(self, sql, params)
+
+    monkeypatch.setattr(utils.CursorWrapper, "execute", execute)
+    ftp = login(gateway.explicit_port, partner.username, partner.password)
+    try:
+        for name in ("one.bin", "two.bin", "one.bin"):  # the last replaces a landed file
+            assert _upload(ftp, name, os.urandom(4096))[:3] == "226"
+    finally:
+        ftp.quit()
+    monkeypatch.undo()
+    assert threads, "no statement was seen: the spy is not in the path"
+    assert "test-gateway" not in threads, "the event loop thread ran a database statement"
+    assert StoredFile.objects.filter(state__in=LIVE_STATES).count() == 2
+
+
 def test_concurrent_uploads_several_claim_steps_each_cannot_overrun(partner, gateway):
     limit = 3 * quota.CLAIM_STEP
     _set_quota(partner, quota_bytes=limit)

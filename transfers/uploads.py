@@ -58,14 +58,21 @@ def _check_name(virtual: str) -> None:
             raise TransferRejected(f"file names matching {pattern} are not accepted")
 
 
+class NeedsDatabase(Exception):
+    """Starting this upload needs the database (quota, a file at the name, a resume)."""
+
+
 class Upload:
     """One file arriving; write() as bytes come, then finish(), interrupt() or abort()."""
 
     def __init__(self, user: User, virtual: str, *, offset: int | None, append: bool,
-                 origin: Origin, make_parents: bool = False) -> None:
+                 origin: Origin, make_parents: bool = False, offline: bool = False) -> None:
         self.user, self.virtual, self.origin = user, virtual, origin
         self.home = home_of(user)
         self.target = paths.to_real(self.home, virtual)
+        if offline and (offset or append or make_parents or user.quota_bytes is not None
+                        or user.quota_files is not None or os.path.lexists(self.target)):
+            raise NeedsDatabase(virtual)
         self.temp = storage.temp_dir(self.home) / f"{uuid.uuid4().hex}.part"
         self.started = time.monotonic()
         self.received = 0
@@ -321,6 +328,22 @@ class Upload:
         """Remove the temporary file and give back the quota claim."""
         self.temp.unlink(missing_ok=True)
         quota.release(self._reservation)
+
+
+def begin_upload_offline(user: User, virtual: str, *, origin: Origin, offset: int | None = None,
+                         append: bool = False) -> Upload | None:
+    """Start a new file at a free name for a user without quotas, touching no database.
+
+    An event loop may call this (it only checks and creates files); None means the upload
+    needs begin_upload() on a thread that may block: it counts quota, looks up the file at
+    the name, or is refused or failed (begin_upload records the refusal in the audit log
+    and raises the error for the caller to report).
+    """
+    try:
+        return Upload(user, paths.normalize(virtual), offset=offset, append=append,
+                      origin=origin, offline=True)
+    except (NeedsDatabase, PortsideError, OSError):
+        return None
 
 
 def begin_upload(user: User, virtual: str, *, origin: Origin, offset: int | None = None,
