@@ -6,8 +6,9 @@ by the loop thread's CPU (docs/PERFORMANCE.md, "Single-stream upload and downloa
 * sending, asynchat copies the unsent rest of each 256 KiB piece after a partial send and
   pyftpdlib's TLS mixin copies every memoryview into bytes; here one 256 KiB plaintext
   block (an at-rest chunk) is decrypted straight into a reused buffer and handed to
-  SSL_write as a view, in a loop until the socket is full (SSL_MODE_ENABLE_PARTIAL_WRITE
-  makes SSL_write stop there, and ACCEPT_MOVING_WRITE_BUFFER lets us retry with a view);
+  SSL_write as a view, in a loop until the socket is full or this event's share is sent
+  (SSL_MODE_ENABLE_PARTIAL_WRITE makes SSL_write return after each record, and
+  ACCEPT_MOVING_WRITE_BUFFER lets us retry with a view);
 * receiving, SSL_read gives at most one 16 KiB record a call: the records waiting are
   gathered into one block per loop pass, so the upload (quota, SHA-256, encryption,
   pwrite) runs once per block instead of once per record. (Swapping the socket BIO for
@@ -22,6 +23,7 @@ gathered before it must be written before the upload is handed over.
 from __future__ import annotations
 
 import errno
+import weakref
 from typing import Any
 
 from OpenSSL import SSL
@@ -35,6 +37,13 @@ BLOCK = 1024 * 1024  # plaintext gathered per loop pass, receiving
 # more aggregate MB/s with 20 and 200 sessions, and 150 MB less RSS at 200 sessions.
 SEND_BLOCK = 256 * 1024
 RECORD = 16 * 1024  # the most one SSL_read returns
+# What one loop pass sends to all its downloads together, shared out between them: one
+# writable event sends a download's share, then the loop moves on (as nginx's
+# sendfile_max_chunk). A lone download sends 1 MiB per event (fewer loop passes per GB);
+# 100 downloads on one loop send 64 KiB each, so a pass, which an idle session's reply
+# waits for, stays near 8 MiB of encryption (~10 ms) instead of growing with the count.
+PASS_BUDGET = 8 * 1024 * 1024
+SHARE_MIN, SHARE_MAX = 64 * 1024, 1024 * 1024
 
 
 class StreamEnded(Exception):
@@ -142,23 +151,44 @@ class FileSender:
         self.file = file
         self._view = memoryview(bytearray(SEND_BLOCK))
         self._pos = self._end = 0
+        _sending.add(self)
 
     def pump(self, channel: Any) -> bool:
-        """Send until the socket is full or a limit pauses us; return True at end of file."""
+        """Send this event's share, less if the socket fills or a limit pauses us.
+
+        Return True at end of file.
+        """
         bandwidth = channel.bandwidth
         limit = SEND_BLOCK if bandwidth is None else channel.ac_out_buffer_size
-        while True:
+        budget = event_share()
+        while budget > 0:
             if self._pos == self._end:
                 self._end, self._pos = self.file.readinto(self._view), 0
                 if not self._end:
+                    _sending.discard(self)
                     return True
             piece = self._view[self._pos : min(self._end, self._pos + limit)]
             sent = send_view(channel, piece)
             if not sent:
                 return False
             self._pos += sent
+            budget -= sent
             channel.tot_bytes_sent += sent
             if bandwidth is not None and bandwidth.sent(channel, sent):
                 return False
-            if sent < len(piece) or channel._closed:
-                return False  # the socket is full: wait for the next writable event
+            if channel._closed:
+                return False
+            # A short write is not a full socket: with SSL_MODE_ENABLE_PARTIAL_WRITE (set
+            # by pyOpenSSL) SSL_write returns after each 16 KiB record. Only a write that
+            # sends nothing (WantWrite) means full.
+        return False  # this event's share is sent: the rest at the next writable event
+
+
+# The downloads of this process (one loop) with bytes left to send; an aborted one leaves
+# with its channel.
+_sending: weakref.WeakSet[FileSender] = weakref.WeakSet()
+
+
+def event_share() -> int:
+    """Return what one writable event of a download may send now."""
+    return max(SHARE_MIN, min(SHARE_MAX, PASS_BUDGET // max(1, len(_sending))))

@@ -1,8 +1,9 @@
 """Large transfers through the data channel's block path keep every byte and the hash.
 
 Uploads gather several TLS records into one block per loop pass; binary downloads send
-1 MiB plaintext blocks decrypted from the at-rest file. These tests check the bytes and
-the SHA-256 end to end, across quota claims and across at-rest chunk and block borders.
+256 KiB plaintext blocks decrypted from the at-rest file, a share of several TLS records
+per writable event. These tests check the bytes and the SHA-256 end to end, across quota
+claims, at-rest chunk and block borders and the ends of each event's share.
 """
 
 from __future__ import annotations
@@ -10,12 +11,24 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import socket
+import struct
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
+from OpenSSL import SSL
 
 from accounts.models import User
+from ftps_gateway import tls_stream
+from ftps_gateway.transfer_files import DownloadFile
+from tests import certs
 from tests.ftps_client import login
 from transfers import quota
+from transfers.atrest import CHUNK_SIZE, EncryptedReader, EncryptedWriter, MasterKey
+from transfers.files import Download
 from transfers.models import FileState, StoredFile
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -100,3 +113,121 @@ def test_ascii_download_and_listing_still_use_the_old_path(partner, gateway):
         ftp.quit()
     assert lines == ["one", "two"] * 1000
     assert "notes.txt" in names
+
+
+_TIMEOUT = struct.pack("ll", 15, 0)  # struct timeval: 15 s
+
+
+class _SendingChannel:
+    """What FileSender uses of pyftpdlib's data channel: a TLS socket and its counters."""
+
+    bandwidth = None
+    ac_out_buffer_size = 256 * 1024
+
+    def __init__(self, sock: SSL.Connection) -> None:
+        self.socket = sock
+        self.tot_bytes_sent = 0
+        self._closed = False
+        self._ssl_want_read = self._ssl_want_write = False
+
+    def handle_close(self) -> None:
+        self._closed = True
+
+
+@pytest.fixture
+def tls_link(tmp_path: Path) -> Iterator[tuple[SSL.Connection, SSL.Connection]]:
+    """Yield (sending end, receiving end) of a TLS connection over loopback TCP.
+
+    The sending end is non-blocking, as the gateway's data sockets are; both ends have
+    buffers of several MiB, so one event's share fits without a reader.
+    """
+    credential = certs.make(tmp_path, "sender")
+    server_ctx = SSL.Context(SSL.TLS_METHOD)
+    server_ctx.use_certificate_file(credential.cert_path)
+    server_ctx.use_privatekey_file(credential.key_path)
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 * MIB)
+    raw_client = socket.socket()
+    raw_client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * MIB)
+    raw_client.connect(listener.getsockname())
+    raw_server, _ = listener.accept()
+    listener.close()
+    for raw in (raw_client, raw_server):  # pyOpenSSL wants blocking sockets: kernel timeouts
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _TIMEOUT)
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _TIMEOUT)
+    sender = SSL.Connection(server_ctx, raw_server)
+    sender.set_accept_state()
+    receiver = SSL.Connection(SSL.Context(SSL.TLS_METHOD), raw_client)
+    receiver.set_connect_state()
+    handshake = threading.Thread(target=receiver.do_handshake)
+    handshake.start()
+    sender.do_handshake()
+    handshake.join(15)
+    raw_server.setblocking(False)
+    try:
+        yield sender, receiver
+    finally:
+        raw_server.close()
+        raw_client.close()
+
+
+@pytest.fixture
+def stored_download(tmp_path: Path) -> Iterator[tuple[DownloadFile, bytes]]:
+    """Yield an at-rest encrypted file of a few chunks opened for download, and its bytes."""
+    data = os.urandom(4 * CHUNK_SIZE + 5)
+    master = MasterKey.generate()
+    path = tmp_path / "stored.enc"
+    with EncryptedWriter(path, master) as writer:
+        writer.write(data)
+    stored: Any = None  # FileSender reads only the plaintext
+    file = DownloadFile(
+        Download(stored, EncryptedReader(path, master), len(data)), "stored.bin", 0, 0.0
+    )
+    yield file, data
+    file.close()
+
+
+def _receive(receiver: SSL.Connection, size: int) -> bytes:
+    got = bytearray()
+    while len(got) < size:
+        got += receiver.recv(size - len(got))
+    return bytes(got)
+
+
+def test_a_writable_event_sends_its_whole_share_not_one_tls_record(tls_link, stored_download):
+    # SSL_write returns after each 16 KiB record (pyOpenSSL sets partial writes): taking
+    # that for a full socket sent one record per loop pass.
+    sender, receiver = tls_link
+    file, data = stored_download
+    channel = _SendingChannel(sender)
+    sending = tls_stream.FileSender(file)
+    assert sending.pump(channel) is False
+    assert channel.tot_bytes_sent == tls_stream.event_share() > tls_stream.RECORD
+    assert _receive(receiver, channel.tot_bytes_sent) == data[: channel.tot_bytes_sent]
+
+
+def test_events_cut_at_their_share_still_send_the_file_whole_and_in_order(
+    tls_link, stored_download
+):
+    sender, receiver = tls_link
+    file, data = stored_download
+    channel = _SendingChannel(sender)
+    pump = tls_stream.FileSender(file).pump
+    received = bytearray()
+    for _ in range(len(data) // tls_stream.SHARE_MIN + 2):
+        done = pump(channel)
+        received += _receive(receiver, channel.tot_bytes_sent - len(received))
+        if done:
+            break
+    assert bytes(received) == data
+
+
+def test_the_share_per_event_shrinks_with_the_downloads_in_progress(stored_download):
+    file, _ = stored_download
+    alone = tls_stream.FileSender(file)
+    assert tls_stream.event_share() == tls_stream.SHARE_MAX
+    many = [tls_stream.FileSender(file) for _ in range(200)]
+    assert tls_stream.event_share() == tls_stream.SHARE_MIN
+    del many
+    assert tls_stream.event_share() == tls_stream.SHARE_MAX
+    del alone
