@@ -12,7 +12,8 @@ from __future__ import annotations
 import contextvars
 from typing import Any
 
-from pyftpdlib.ioloop import IOLoop
+from pyftpdlib import ioloop
+from pyftpdlib.ioloop import IOLoop, _read, _write
 
 from mft import correlation
 
@@ -53,8 +54,45 @@ class SessionContext:
             super().handle_error()  # type: ignore[misc]
 
 
+_EPOLL: Any = getattr(ioloop, "Epoll", ())  # Linux only
+
+
 class SessionIOLoop(IOLoop):  # type: ignore[misc,valid-type]
-    """pyftpdlib's loop whose timers run in the context they were scheduled from."""
+    """pyftpdlib's loop whose timers run in the context they were scheduled from, and which
+    serves every readable channel of a pass before any writable one."""
+
+    def poll(self, timeout: float | None) -> None:
+        """Poll once: readable channels first, then writable ones.
+
+        pyftpdlib serves each ready descriptor in the order epoll lists them, reading then
+        writing. With a hundred downloads writable in every pass, a command on an idle
+        session (a NOOP, a STOR) often waited for the rest of that pass and the next one;
+        commands and uploads now wait at most for the reads listed before them.
+        """
+        if not isinstance(self, _EPOLL):  # poll() and others take milliseconds: as before
+            return super().poll(timeout)  # type: ignore[no-any-return]
+        try:
+            ready = self._poller.poll(-1 if timeout is None else timeout)
+        except InterruptedError:
+            return None
+        channels = self.socket_map.get
+        writable = []
+        for fd, event in ready:
+            channel = channels(fd)
+            if channel is None:
+                continue
+            if event & self._ERROR and not event & self.READ:
+                channel.handle_close()
+                continue
+            if event & self.READ and channel.readable():
+                _read(channel)
+            if event & self.WRITE:
+                writable.append((fd, channel))
+        for fd, channel in writable:
+            # The same channel still (a read may have closed it, and an accept reused its fd).
+            if channels(fd) is channel and channel.writable():
+                _write(channel)
+        return None
 
     def call_later(self, seconds: float, target: Any, *args: Any, **kwargs: Any) -> Any:
         return super().call_later(seconds, contextvars.copy_context().run, target, *args,
