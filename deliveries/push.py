@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from django.db import transaction
+
 from deliveries import connection, encryption
 from deliveries.attempts import SUCCESS, Attempt, Outcome
 from deliveries.errors import Cancelled, PermanentProblem, VerificationFailed
@@ -23,6 +25,7 @@ from transfers import storage
 from transfers.models import FileState, StoredFile
 
 _AFTER_RENAME = ("renaming", "renamed")
+LONG_UPLOAD = 4 * BLOCK
 
 
 @dataclass(frozen=True)
@@ -74,7 +77,7 @@ def run(delivery: Delivery, attempt: Attempt) -> Outcome:
             attempt.details["redo"] = "found renamed into place by an earlier attempt"
         else:
             sent = _send(client, delivery, stored, paths.temp, attempt)
-            attempt.stage("verifying")
+            _reach(attempt, "verifying")
             verified_by = verify(client, paths.temp, sent)
             if paths.temp != paths.final:
                 _rename_into_place(client, delivery, paths, sent, attempt)
@@ -83,11 +86,30 @@ def run(delivery: Delivery, attempt: Attempt) -> Outcome:
         "sent_size": sent.size, "sent_sha256": sent.sha256, "verified_by": verified_by})
 
 
+def _reach(attempt: Attempt, stage: str) -> None:
+    """Note a stage that is written with the next written stage or the attempt's outcome.
+
+    A redo after a crash only looks for the rename, which `Attempt.stage` writes before
+    it happens; writing the others at once cost a write transaction each.
+    """
+    attempt.row.stage = stage
+    attempt.progress(attempt.bytes)  # renews the lease only when a quarter of it is gone
+
+
+def _uploading(attempt: Attempt, stored: StoredFile) -> None:
+    """Record the upload's start: at once for a file that takes a while to send (a killed
+    worker's attempt then shows how far it got), with the outcome for a small one."""
+    if stored.size > LONG_UPLOAD:
+        attempt.stage("uploading")
+    else:
+        _reach(attempt, "uploading")
+
+
 def _send(client: FtpsClient, delivery: Delivery, stored: StoredFile, temp: str,
           attempt: Attempt) -> Sent:
     """Upload the plaintext (resuming when possible) or a PGP copy under temp."""
     if delivery.pgp_encrypted:
-        attempt.stage("uploading")
+        _uploading(attempt, stored)
         with encryption.encrypted_blocks(stored, recipients(delivery),
                                          sign=delivery.pgp_signed) as blocks:
             done = client.upload(temp, blocks, progress=attempt.progress)
@@ -97,7 +119,7 @@ def _send(client: FtpsClient, delivery: Delivery, stored: StoredFile, temp: str,
     if offset and offset == stored.size:
         attempt.details["redo"] = "temporary file already complete on the server"
         return Sent(stored.size, stored.sha256)
-    attempt.stage("uploading")
+    _uploading(attempt, stored)
     try:
         reply = _upload_plaintext(client, stored, temp, offset, attempt)
     except RemoteRefused:
@@ -187,10 +209,12 @@ def verify(client: FtpsClient, path: str, sent: Sent) -> str:
 def _rename_into_place(client: FtpsClient, delivery: Delivery, paths: Names, sent: Sent,
                        attempt: Attempt) -> None:
     """Rename the verified temporary file to its final name and check it landed."""
-    # Remembered first, so a redo after a crash mid-rename can recognise the renamed file.
-    Delivery.objects.filter(pk=delivery.pk).update(sent_size=sent.size,
-                                                   sent_sha256=sent.sha256)
-    attempt.stage("renaming")
+    # Remembered first, so a redo after a crash mid-rename can recognise the renamed file;
+    # one transaction with the stage and the lease check.
+    with transaction.atomic():
+        Delivery.objects.filter(pk=delivery.pk).update(sent_size=sent.size,
+                                                       sent_sha256=sent.sha256)
+        attempt.stage("renaming")
     try:
         client.rename(paths.temp, paths.final)
     except RemoteRefused as exc:
@@ -200,7 +224,7 @@ def _rename_into_place(client: FtpsClient, delivery: Delivery, paths: Names, sen
             raise
         client.delete(paths.final)
         client.rename(paths.temp, paths.final)
-    attempt.stage("renamed")
+    _reach(attempt, "renamed")
     final_size = client.size(paths.final)
     if final_size is None and client.features.size:
         raise VerificationFailed(f"{paths.final} is not on the server after the rename")

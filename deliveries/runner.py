@@ -2,8 +2,10 @@
 
 Like the file pipeline: a worker claims a due delivery with a lease (one conditional
 UPDATE, under a lock on its endpoint so the endpoint's connection limit holds), renews the
-lease while bytes flow, and records the attempt, the delivery's new status and the audit
-event in one transaction. A delivery found done or leased is left alone; the sweeper
+lease while bytes flow, and records the attempt, the delivery's new status, the audit
+event and the notification in one transaction. A delivery found done or leased is left
+alone (read without a lock); a message dropped because the endpoint was full is marked and
+sent again by the next delivery to finish there, or by the sweeper. The sweeper
 re-sends expired leases, due retries and lost messages, so a killed worker's delivery is
 redone by another, never doubled: the redo resumes the remote temporary file, or finds the
 file already renamed into place and verifies it.
@@ -16,8 +18,8 @@ import random
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import F, Q, Value
+from django.db import connection, transaction
+from django.db.models import F, Q, QuerySet, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -56,50 +58,62 @@ def _window_opening(delivery: Delivery, now: datetime) -> datetime | None:
     return windows.next_opening(route.window_start, route.window_end, route.time_zone, now)
 
 
-def claim(delivery_id: int) -> Delivery | None:
-    """Take the delivery's lease if it is due, in its window and its endpoint has room."""
+def claim(delivery_id: int) -> tuple[Delivery, DeliveryAttempt] | None:
+    """Take the delivery's lease if it is due, in its window and its endpoint has room;
+    return it with its new attempt row."""
     now = timezone.now()
+    # Read first, without a lock: a duplicate message (the delivery already running or
+    # done) costs no write transaction, which on SQLite would wait for the database lock.
+    delivery = (Delivery.objects.filter(_due(now), pk=delivery_id)
+                .select_related("endpoint__partner", "route", "pull").first())
+    if delivery is None or _paused(delivery):
+        return None
+    opening = _window_opening(delivery, now)
+    if opening is not None:
+        Delivery.objects.filter(pk=delivery.pk).update(not_before=opening)
+        return None
     with transaction.atomic():
-        delivery = (Delivery.objects.filter(_due(now), pk=delivery_id)
-                    .select_related("endpoint__partner", "route", "pull").first())
-        if delivery is None or _paused(delivery):
-            return None
-        opening = _window_opening(delivery, now)
-        if opening is not None:
-            Delivery.objects.filter(pk=delivery.pk).update(not_before=opening)
-            return None
-        # The endpoint row's lock makes count-then-claim atomic across workers.
-        list(PartnerEndpoint.objects.select_for_update().filter(pk=delivery.endpoint_id))
-        busy = Delivery.objects.filter(endpoint_id=delivery.endpoint_id,
-                                       status=Delivery.Status.RUNNING, lease_until__gte=now)
-        if busy.exclude(pk=delivery.pk).count() >= delivery.endpoint.max_connections:
-            return None
-        owner = worker_name()
-        claimed = Delivery.objects.filter(_due(now), pk=delivery.pk).update(
-            status=Delivery.Status.RUNNING, lease_owner=owner,
-            lease_until=now + timedelta(seconds=settings.DELIVERY_LEASE_SECONDS),
-            attempts=F("attempts") + 1, started_at=Coalesce("started_at", Value(now)))
-        if claimed != 1:
-            return None
-        DeliveryAttempt.objects.filter(delivery_id=delivery.pk, finished_at__isnull=True).update(
-            finished_at=now, outcome=DeliveryAttempt.Outcome.ABANDONED,
-            error="the worker stopped before finishing; its lease expired")
+        row = _take_lease(delivery, now)
+    return None if row is None else (delivery, row)
+
+
+def _take_lease(delivery: Delivery, now: datetime) -> DeliveryAttempt | None:
+    """Claim the delivery under its endpoint's lock and open its attempt row, or note that
+    its message was dropped for lack of room (a finishing delivery sends it again)."""
+    # The endpoint row's lock makes count-then-claim atomic across workers.
+    list(PartnerEndpoint.objects.select_for_update(no_key=True)
+         .filter(pk=delivery.endpoint_id))
+    busy = Delivery.objects.filter(endpoint_id=delivery.endpoint_id,
+                                   status=Delivery.Status.RUNNING, lease_until__gte=now)
+    if busy.exclude(pk=delivery.pk).count() >= delivery.endpoint.max_connections:
+        Delivery.objects.filter(_due(now), pk=delivery.pk).update(enqueued_at=None)
+        return None
+    owner = worker_name()
+    claimed = Delivery.objects.filter(_due(now), pk=delivery.pk).update(
+        status=Delivery.Status.RUNNING, lease_owner=owner,
+        lease_until=now + timedelta(seconds=settings.DELIVERY_LEASE_SECONDS),
+        attempts=F("attempts") + 1, started_at=Coalesce("started_at", Value(now)))
+    if claimed != 1:
+        return None
+    DeliveryAttempt.objects.filter(delivery_id=delivery.pk, finished_at__isnull=True).update(
+        finished_at=now, outcome=DeliveryAttempt.Outcome.ABANDONED,
+        error="the worker stopped before finishing; its lease expired")
     delivery.refresh_from_db()
-    return delivery
+    return DeliveryAttempt.objects.create(delivery=delivery, number=delivery.attempts,
+                                          worker=owner, stage="connecting")
 
 
 def run(delivery_id: int) -> None:
     """Make one attempt at a delivery, if it is due and free; record how it went."""
-    delivery = claim(delivery_id)
-    if delivery is None:
+    claimed = claim(delivery_id)
+    if claimed is None:
         return
-    row = DeliveryAttempt.objects.create(delivery=delivery, number=delivery.attempts,
-                                         worker=delivery.lease_owner, stage="connecting")
+    delivery, row = claimed
     attempt = Attempt(delivery, row)
     outcome = _perform(delivery, attempt)
     if outcome is not None:
         _record(delivery, attempt, outcome)
-    _kick(delivery.endpoint_id)
+        _kick(delivery.endpoint_id, delivery.endpoint.max_connections)
 
 
 def _perform(delivery: Delivery, attempt: Attempt) -> Outcome | None:
@@ -152,10 +166,12 @@ def _give_up_reason(delivery: Delivery, now: datetime) -> str | None:
 
 
 def _record(delivery: Delivery, attempt: Attempt, outcome: Outcome) -> None:
-    """Store the attempt, the delivery's new status and the audit event in one transaction."""
+    """Store the attempt, the delivery's new status, the audit event and the notification
+    in one transaction."""
     now = timezone.now()
     with transaction.atomic():
-        current = Delivery.objects.select_for_update().filter(
+        current = Delivery.objects.select_for_update(of=("self",)).select_related(
+            "endpoint__partner").filter(
             pk=delivery.pk, lease_owner=attempt.owner, status=Delivery.Status.RUNNING).first()
         if current is None:
             log.warning("delivery %s: lease lost before recording; dropping the result",
@@ -168,12 +184,11 @@ def _record(delivery: Delivery, attempt: Attempt, outcome: Outcome) -> None:
         _apply(current, kind, reason, outcome, now)
         _audit(current, kind, reason, attempt)
         if kind in (SUCCESS, FAILED):
-            transaction.on_commit(lambda: _announce(current.pk, kind, reason))
+            _announce(current, kind, reason)
 
 
 def _finish_attempt(attempt: Attempt, outcome: Outcome, kind: str, now: datetime) -> None:
-    row = attempt.row
-    row.refresh_from_db(fields=["stage"])
+    row = attempt.row  # its stage is current: every stage goes through the Attempt
     row.finished_at = now
     row.seconds = round((now - row.started_at).total_seconds(), 3)
     row.outcome = {SUCCESS: DeliveryAttempt.Outcome.SUCCESS,
@@ -224,36 +239,54 @@ def _audit(current: Delivery, kind: str, reason: str, attempt: Attempt) -> None:
         events.delivery_cancelled(delivery=current, reason=reason)
 
 
-def _announce(delivery_id: int, kind: str, reason: str) -> None:
-    """Tell subscribers (email, webhooks, feed) how a delivery ended, once it is recorded."""
-    delivery = Delivery.objects.select_related("endpoint__partner").filter(
-        pk=delivery_id).first()
-    if delivery is None:
-        return
+def _announce(delivery: Delivery, kind: str, reason: str) -> None:
+    """Tell subscribers (email, webhooks, feed) how a delivery ended, with its record.
+
+    In a savepoint of the recording transaction: the feed event commits with the outcome
+    (its messages go after the commit), and a failure drops only the notification.
+    """
     try:
-        if kind == SUCCESS:
-            notices.delivery_succeeded(delivery)
-        else:
-            notices.delivery_failed(delivery, reason=reason)
+        with transaction.atomic():
+            if kind == SUCCESS:
+                notices.delivery_succeeded(delivery)
+            else:
+                notices.delivery_failed(delivery, reason=reason)
     except Exception:  # the receipt and audit event stand without the notification
-        log.exception("delivery %s: notifying subscribers failed", delivery_id)
+        log.exception("delivery %s: notifying subscribers failed", delivery.pk)
 
 
-def _kick(endpoint_id: int) -> None:
-    """Send the endpoint's next due deliveries, now that a connection slot is free.
+def _resendable(endpoint_id: int, now: datetime) -> QuerySet[Delivery]:
+    """Return the endpoint's due deliveries that have no message on its way: dropped for
+    lack of room, or a retry or window opening that came due after the last one."""
+    due = Q(not_before__isnull=True) | Q(not_before__lte=now)
+    unsent = Q(enqueued_at__isnull=True) | Q(enqueued_at__lt=F("not_before"))
+    return Delivery.objects.filter(due & unsent, endpoint_id=endpoint_id, status__in=_ACTIVE)
 
-    As many as the endpoint has connections, not one: two deliveries finishing at once
-    would both send the same oldest one, and the endpoint's concurrency would shrink to a
-    single chain of deliveries. A message whose claim finds no room is simply dropped.
+
+def _kick(endpoint_id: int, slots: int) -> None:
+    """Send the endpoint's waiting deliveries that have no message, now that a slot is free.
+
+    As many as the endpoint has free connections, oldest first, each marked sent under the
+    endpoint's lock: two deliveries finishing at once do not send the same one, and the
+    endpoint's concurrency does not shrink to a single chain of deliveries. Deliveries whose
+    message is still queued are left alone (sending them again only flooded the queue with
+    messages whose claim finds them running or done).
     """
     now = timezone.now()
-    slots = (PartnerEndpoint.objects.filter(pk=endpoint_id)
-             .values_list("max_connections", flat=True).first()) or 1
-    waiting = (Delivery.objects.filter(endpoint_id=endpoint_id, status__in=_ACTIVE)
-               .filter(Q(not_before__isnull=True) | Q(not_before__lte=now))
-               .order_by("created_at").values_list("pk", flat=True)[:slots])
-    for delivery_id in waiting:
-        queue.enqueue(delivery_id)
+    # SQLite: a claim that found no room ran before this delivery's record (the write lock
+    # orders them), so this read sees its mark; skip the write lock when there is nothing.
+    if connection.vendor == "sqlite" and not _resendable(endpoint_id, now).exists():
+        return
+    with transaction.atomic():
+        list(PartnerEndpoint.objects.select_for_update(no_key=True).filter(pk=endpoint_id))
+        busy = Delivery.objects.filter(endpoint_id=endpoint_id, status=Delivery.Status.RUNNING,
+                                       lease_until__gte=now).count()
+        ids = list(_resendable(endpoint_id, now).order_by("created_at")
+                   .values_list("pk", flat=True)[:max(slots - busy, 0)])
+        if ids:
+            Delivery.objects.filter(pk__in=ids).update(enqueued_at=now)
+            for delivery_id in ids:
+                queue.enqueue_on_commit(delivery_id)
 
 
 def sweep() -> int:

@@ -402,7 +402,16 @@ def test_an_endpoint_runs_no_more_deliveries_at_once_than_its_limit(cast, stock,
     assert second.status == Delivery.Status.PENDING and second.attempts == 0
 
 
-def test_a_finished_delivery_sends_as_many_waiting_ones_as_the_endpoint_has_slots(
+def _hold_slot(delivery: Delivery) -> None:
+    """Make a delivery look run by another worker: leased, its lease still valid."""
+    from django.utils import timezone
+
+    Delivery.objects.filter(pk=delivery.pk).update(
+        status=Delivery.Status.RUNNING, lease_owner="other:1",
+        lease_until=timezone.now() + dt.timedelta(minutes=5))
+
+
+def test_a_finished_delivery_sends_as_many_dropped_ones_as_the_endpoint_has_free_slots(
         cast, stock, broker):
     server = stock()
     endpoint = stock_endpoint(server, partner_named("Bank Ltd"), max_connections=2)
@@ -410,14 +419,52 @@ def test_a_finished_delivery_sends_as_many_waiting_ones_as_the_endpoint_has_slot
     from deliveries import routing
 
     rows = [routing.route_file(store(cast.partner.user, f"/{i}.csv", b"x").pk)[0]
-            for i in range(5)]
-    broker.sent.clear()  # their first messages found the endpoint full and were dropped
+            for i in range(6)]
+    _hold_slot(rows[4])
+    _hold_slot(rows[5])
+    for row in rows[1:4]:
+        assert runner.claim(row.pk) is None  # the endpoint is full: its message is dropped
+    Delivery.objects.filter(pk=rows[5].pk).update(status=Delivery.Status.DELIVERED)
+    broker.sent.clear()
     runner.run(rows[0].pk)
     assert Delivery.objects.get(pk=rows[0].pk).status == Delivery.Status.DELIVERED
     sent = [args[0] for name, args in broker.sent if name == "deliveries.run_delivery"]
-    # Two slots: the two oldest waiting go, so two finishing at once cannot both send
-    # the same one and leave the endpoint a single chain of deliveries.
-    assert sent == [rows[1].pk, rows[2].pk]
+    # Two slots, one still taken: the oldest dropped one goes; marked sent, so a second
+    # delivery finishing at once sends the next one instead of the same.
+    assert sent == [rows[1].pk]
+    unsent = Delivery.objects.filter(enqueued_at__isnull=True).order_by("pk")
+    assert list(unsent.values_list("pk", flat=True)) == [rows[2].pk, rows[3].pk]
+
+
+def test_a_finished_delivery_does_not_resend_deliveries_whose_message_is_queued(
+        cast, stock, broker):
+    server = stock()
+    endpoint = stock_endpoint(server, partner_named("Bank Ltd"), max_connections=4)
+    arrival_route(endpoint, cast.partner.user)
+    from deliveries import routing
+
+    rows = [routing.route_file(store(cast.partner.user, f"/{i}.csv", b"x").pk)[0]
+            for i in range(3)]
+    broker.sent.clear()  # their messages are still queued, not dropped
+    runner.run(rows[0].pk)
+    assert Delivery.objects.get(pk=rows[0].pk).status == Delivery.Status.DELIVERED
+    assert [name for name, _ in broker.sent if name == "deliveries.run_delivery"] == []
+
+
+def test_a_delivery_dropped_for_lack_of_room_is_swept(cast, stock, broker):
+    server = stock()
+    endpoint = stock_endpoint(server, partner_named("Bank Ltd"), max_connections=1)
+    arrival_route(endpoint, cast.partner.user)
+    from deliveries import routing
+
+    first = routing.route_file(store(cast.partner.user, "/1.csv", b"1").pk)[0]
+    second = routing.route_file(store(cast.partner.user, "/2.csv", b"2").pk)[0]
+    _hold_slot(first)
+    assert runner.claim(second.pk) is None
+    broker.sent.clear()
+    runner.sweep()
+    assert ("deliveries.run_delivery", [second.pk]) in [
+        (name, list(args)) for name, args in broker.sent]
 
 
 def test_a_closed_delivery_window_postpones_the_push(cast, stock, broker):
@@ -608,3 +655,24 @@ def test_signing_without_encrypting_is_refused(cast, stock):
     with pytest.raises(InvalidInput, match="pgp_sign"):
         services.create_route(name="sign-only", endpoint=endpoint,
                               source_user=cast.partner.user, pgp_sign=True)
+
+
+def test_a_push_records_what_a_redo_needs_before_it_renames(cast, stock, broker):
+    from deliveries import routing
+    from deliveries.models import DeliveryAttempt
+
+    seen: list[tuple[str, str]] = []
+
+    def before(command: str, argument: str) -> None:
+        if command == "RNFR":
+            attempt = DeliveryAttempt.objects.get()
+            sent = Delivery.objects.values_list("sent_sha256", flat=True).get()
+            seen.append((attempt.stage, sent))
+
+    server = stock(Behaviour(on_command=before))
+    arrival_route(stock_endpoint(server, partner_named("Bank Ltd")), cast.partner.user)
+    data = b"renamed once"
+    routing.route_file(store(cast.partner.user, "/r.csv", data).pk)
+    broker.drain()
+    assert seen == [("renaming", hashlib.sha256(data).hexdigest())]
+    assert DeliveryAttempt.objects.get().stage == "renamed"
