@@ -71,3 +71,48 @@ def test_the_platform_uses_it_for_the_filesystem_broker(settings):
         assert settings.CELERY_BROKER_TRANSPORT is None
         return
     assert resolve_transport(settings.CELERY_BROKER_TRANSPORT) is embedded_broker.Transport
+
+
+def _consumer(conn, delivered):
+    channel = conn.channel()
+    channel.basic_qos(prefetch_size=0, prefetch_count=1)
+    consumer = conn.Consumer(conn.SimpleQueue("jobs").queue, channel=channel,
+                             callbacks=[lambda body, message: delivered.append(message)],
+                             accept=["json"])
+    consumer.consume()
+    return consumer
+
+
+def test_a_worker_with_its_slot_taken_looks_again_soon_not_after_the_polling_interval(
+        tmp_path, monkeypatch):
+    with _connection(tmp_path, embedded_broker.Transport) as conn:
+        delivered: list = []
+        _consumer(conn, delivered)
+        with conn.Producer() as producer:
+            for n in (1, 2):
+                producer.publish({"n": n}, routing_key="jobs", serializer="json")
+        conn.drain_events(timeout=5)
+        assert [m.payload for m in delivered] == [{"n": 1}]
+        waits: list[float] = []
+
+        def task_finishes_while_waiting(seconds):
+            waits.append(seconds)
+            if len(waits) == 1:
+                delivered[0].ack()  # the slot frees while the worker waits
+
+        monkeypatch.setattr(embedded_broker, "sleep", task_finishes_while_waiting)
+        conn.drain_events(timeout=5)
+
+        assert waits == [embedded_broker.SLOT_WAIT]
+        assert [m.payload for m in delivered] == [{"n": 1}, {"n": 2}]
+
+
+def test_an_idle_worker_lists_the_queue_folder_every_polling_interval(tmp_path, monkeypatch):
+    with _connection(tmp_path, embedded_broker.Transport) as conn:
+        _consumer(conn, [])
+        waits: list[float] = []
+        monkeypatch.setattr(embedded_broker, "sleep", waits.append)
+        with pytest.raises(TimeoutError):
+            conn.drain_events(timeout=0.05)
+        interval = conn.transport.polling_interval
+        assert waits and set(waits) == {interval} and interval > embedded_broker.SLOT_WAIT
