@@ -16,7 +16,7 @@ def _connection(tmp_path, transport):
     folder.mkdir(exist_ok=True)
     return Connection("filesystem://", transport=transport, transport_options={
         "data_folder_in": str(folder), "data_folder_out": str(folder),
-        "store_processed": False})
+        "control_folder": str(tmp_path / "control"), "store_processed": False})
 
 
 def test_a_message_being_written_is_invisible_to_readers(tmp_path, monkeypatch):
