@@ -92,7 +92,8 @@ def test_a_worker_with_its_slot_taken_looks_again_soon_not_after_the_polling_int
             for n in (1, 2):
                 producer.publish({"n": n}, routing_key="jobs", serializer="json")
         conn.drain_events(timeout=5)
-        assert [m.payload for m in delivered] == [{"n": 1}]
+        # Either first: two messages put within one millisecond are ordered by their uuid.
+        assert len(delivered) == 1
         waits: list[float] = []
 
         def task_finishes_while_waiting(seconds):
@@ -104,7 +105,7 @@ def test_a_worker_with_its_slot_taken_looks_again_soon_not_after_the_polling_int
         conn.drain_events(timeout=5)
 
         assert waits == [embedded_broker.SLOT_WAIT]
-        assert [m.payload for m in delivered] == [{"n": 1}, {"n": 2}]
+        assert sorted(m.payload["n"] for m in delivered) == [1, 2]
 
 
 def test_an_idle_worker_lists_the_queue_folder_every_polling_interval(tmp_path, monkeypatch):

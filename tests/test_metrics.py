@@ -203,6 +203,11 @@ def test_metrics_follow_a_real_ftps_session(cast, admin_client, gateway):
         ftp.quit()
     _until(lambda: value(scrape(admin_client), "portside_ftps_sessions")
            == value(before, "portside_ftps_sessions"))
+    # The login's audit event (which the metric counts) reaches the chain through the
+    # gateway's spool drainer, after the 230: wait for it, then check it counted once.
+    _until(lambda: value(scrape(admin_client), "portside_logins_total", protocol="ftps",
+                         outcome="success")
+           > value(before, "portside_logins_total", protocol="ftps", outcome="success"))
     after = scrape(admin_client)
     assert (value(after, "portside_logins_total", protocol="ftps", outcome="success")
             - value(before, "portside_logins_total", protocol="ftps", outcome="success") == 1)
