@@ -81,6 +81,18 @@ def stock_login(port: int, username: str, password: str) -> ftplib.FTP_TLS:
     return ftp
 
 
+def greeting_refused(port: int) -> bool:
+    """Return True when the server answers a plain connection with 421 (a banned address)."""
+    plain = ftplib.FTP()
+    try:
+        plain.connect("127.0.0.1", port, timeout=15)
+    except ftplib.error_temp as exc:
+        return str(exc).startswith("421")
+    finally:
+        plain.close()
+    return False
+
+
 def reply(ftp: ftplib.FTP, command: str) -> str:
     """Send a command and return the server's reply, whatever its code."""
     ftp.putcmd(command)

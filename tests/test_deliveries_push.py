@@ -411,15 +411,19 @@ def _hold_slot(delivery: Delivery) -> None:
         lease_until=timezone.now() + dt.timedelta(minutes=5))
 
 
-def test_a_finished_delivery_sends_as_many_dropped_ones_as_the_endpoint_has_free_slots(
-        cast, stock, broker):
-    server = stock()
-    endpoint = stock_endpoint(server, partner_named("Bank Ltd"), max_connections=2)
-    arrival_route(endpoint, cast.partner.user)
+def _routed_files(cast, stock, *, connections: int, count: int) -> list[Delivery]:
+    """Route `count` stored files to one stock endpoint with `connections` connections."""
     from deliveries import routing
 
-    rows = [routing.route_file(store(cast.partner.user, f"/{i}.csv", b"x").pk)[0]
-            for i in range(6)]
+    endpoint = stock_endpoint(stock(), partner_named("Bank Ltd"), max_connections=connections)
+    arrival_route(endpoint, cast.partner.user)
+    return [routing.route_file(store(cast.partner.user, f"/{i}.csv", b"x").pk)[0]
+            for i in range(count)]
+
+
+def test_a_finished_delivery_sends_as_many_dropped_ones_as_the_endpoint_has_free_slots(
+        cast, stock, broker):
+    rows = _routed_files(cast, stock, connections=2, count=6)
     _hold_slot(rows[4])
     _hold_slot(rows[5])
     for row in rows[1:4]:
@@ -438,13 +442,7 @@ def test_a_finished_delivery_sends_as_many_dropped_ones_as_the_endpoint_has_free
 
 def test_a_finished_delivery_does_not_resend_deliveries_whose_message_is_queued(
         cast, stock, broker):
-    server = stock()
-    endpoint = stock_endpoint(server, partner_named("Bank Ltd"), max_connections=4)
-    arrival_route(endpoint, cast.partner.user)
-    from deliveries import routing
-
-    rows = [routing.route_file(store(cast.partner.user, f"/{i}.csv", b"x").pk)[0]
-            for i in range(3)]
+    rows = _routed_files(cast, stock, connections=4, count=3)
     broker.sent.clear()  # their messages are still queued, not dropped
     runner.run(rows[0].pk)
     assert Delivery.objects.get(pk=rows[0].pk).status == Delivery.Status.DELIVERED
@@ -452,13 +450,7 @@ def test_a_finished_delivery_does_not_resend_deliveries_whose_message_is_queued(
 
 
 def test_a_delivery_dropped_for_lack_of_room_is_swept(cast, stock, broker):
-    server = stock()
-    endpoint = stock_endpoint(server, partner_named("Bank Ltd"), max_connections=1)
-    arrival_route(endpoint, cast.partner.user)
-    from deliveries import routing
-
-    first = routing.route_file(store(cast.partner.user, "/1.csv", b"1").pk)[0]
-    second = routing.route_file(store(cast.partner.user, "/2.csv", b"2").pk)[0]
+    first, second = _routed_files(cast, stock, connections=1, count=2)
     _hold_slot(first)
     assert runner.claim(second.pk) is None
     broker.sent.clear()

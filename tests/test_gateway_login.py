@@ -15,7 +15,14 @@ from accounts.models import Ban, User
 from mft.errors import LoginRefused
 from tests import certs
 from tests.audit_log import wait_for_event
-from tests.ftps_client import ImplicitFTP, ResumingFTP, client_context, login, reply
+from tests.ftps_client import (
+    ImplicitFTP,
+    ResumingFTP,
+    client_context,
+    greeting_refused,
+    login,
+    reply,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -335,12 +342,7 @@ def test_repeated_failures_ban_the_address_even_for_a_correct_password(partner, 
         ftp.close()
     assert _try_login(gateway.explicit_port, "alice", "wrong-again").startswith("530")
     assert Ban.objects.filter(address="127.0.0.1").exists()
-    plain = ftplib.FTP()
-    try:
-        with pytest.raises(ftplib.error_temp, match=r"^421"):
-            plain.connect("127.0.0.1", gateway.explicit_port, timeout=15)
-    finally:
-        plain.close()
+    assert greeting_refused(gateway.explicit_port)
 
 
 @override_settings(BAN_FAILURES=2)
