@@ -49,12 +49,21 @@ def content_hash(event: AuditEvent, prev_hash: str) -> str:
                             event.object_repr, event.outcome, event.details), prev_hash)
 
 
-def _lock_head() -> ChainHead:
-    """Serialise chain writers and return the head row."""
+def lock_writers() -> None:
+    """Hold the chain's writer lock until this transaction ends (taken again: at once).
+
+    A transaction that takes another lock and also appends takes this one first, so two
+    never wait on each other in opposite orders (see notifications.services._lock_feed).
+    """
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_CHAIN_LOCK_ID])
     # On SQLite the IMMEDIATE transaction already holds the database write lock.
+
+
+def _lock_head() -> ChainHead:
+    """Serialise chain writers and return the head row."""
+    lock_writers()
     head = _read_head()
     if head is None:
         last = AuditEvent.objects.order_by("-id").values_list("id", "hash").first()

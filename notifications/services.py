@@ -6,7 +6,8 @@ enabled subscription — collected for the daily digest, or sent by a worker aft
 and retried from the database (see `notifications.outbox`).
 
 Called inside a caller's transaction, the event and its notifications commit (or vanish)
-with the caller's change: nothing is announced that did not happen.
+with the caller's change: nothing is announced that did not happen. Such a transaction
+audits too, so the feed's lock is always taken after the audit chain's (`_lock_feed`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from audit import chain
 from mft.errors import InvalidInput
 from notifications import queue
 from notifications.models import Notification, OutboundEvent, Subscription
@@ -57,9 +59,14 @@ def _lock_feed() -> None:
     """Serialise feed writers until commit, so ids become visible in order (no cursor skips).
 
     Without it, a row with a lower id could commit after a reader has moved its cursor past
-    a higher one. SQLite's IMMEDIATE transaction already holds the database's write lock.
+    a higher one. The audit chain's lock comes first: every caller audits in the same
+    transaction, some before notifying (a ban), some after (a missing-file alert), and two
+    transactions taking the two locks in opposite orders deadlocked (PostgreSQL aborted one,
+    losing a ban or an alert). Taking a lock already held returns at once. SQLite's
+    IMMEDIATE transaction already holds the database's write lock.
     """
     if connection.vendor == "postgresql":
+        chain.lock_writers()
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_FEED_LOCK_ID])
 
