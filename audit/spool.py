@@ -15,6 +15,15 @@ ids against the events already in the chain before writing it.
 Ownership is an flock on the spool file: held by its process while it lives, released by the
 kernel when it dies, so whoever takes the lock may drain and remove a dead process's file.
 
+A long-lived process rolls its file over. After a drain that reached the database, when the
+file is past AUDIT_SPOOL_ROLL_BYTES, the drainer points appends at a fresh file (created,
+locked and its name synced first) under the lock every append holds for its write, so each
+line is in exactly one file. The old file, still locked, is "retired": the drainer writes
+the lines that came during its last drain to the chain, then removes it. Only one file is
+retired at a time and a retired file is never removed before it is drained: with the
+database down it stays (locked while the process lives, replayed after), and no roll-over
+happens. A process killed anywhere in this leaves ordinary spool files for replay.
+
 A successful FTPS login is spooled too (`record_login`), but durably: the line is flushed to
 the disk with fdatasync before the client gets its reply, as a database commit would be, so
 the event survives a crash of the machine as well as of the process. Refused logins are
@@ -125,18 +134,44 @@ def _remove(path: Path) -> None:
 
 
 class AuditSpool:
-    """This process's spool file: appended to on the loop thread, drained by one thread."""
+    """This process's spool file: appended to on the loop thread, drained by one thread,
+    rolled over by that thread when large."""
 
-    def __init__(self, folder: Path | None = None) -> None:
+    def __init__(self, folder: Path | None = None, *, roll_bytes: int | None = None) -> None:
         self.folder = folder or directory()
         self.folder.mkdir(parents=True, exist_ok=True)
-        self.path = self.folder / f"{os.getpid()}-{time.time_ns()}{SUFFIX}"
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC,
-                           0o600)
-        fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        _sync_directory(self.folder)  # the new file's name must outlive a crash too
+        self.roll_bytes = roll_bytes or settings.AUDIT_SPOOL_ROLL_BYTES
+        # Held for one write or the switch of a roll-over: never across the database or an
+        # fsync, so appends on the loop wait microseconds at most.
+        self._lock = threading.Lock()
+        self.path, self._fd = self._create()
+        # The file appends left at the last roll-over, until its rest is in the chain.
+        self.retired: Path | None = None
+        self._retired_fd = -1
         self.wake = threading.Event()
         self.closed = False
+
+    def _create(self) -> tuple[Path, int]:
+        """Create and lock a new spool file, its name synced to the disk; return it."""
+        while True:
+            path = self.folder / f"{os.getpid()}-{time.time_ns()}{SUFFIX}"
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND
+                         | os.O_CLOEXEC, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                pass  # a replay took it, empty and not yet locked, for a dead process's
+            else:
+                if os.fstat(fd).st_nlink:  # else that replay removed it already
+                    break
+            os.close(fd)
+        try:
+            _sync_directory(self.folder)  # the new file's name must outlive a crash too
+        except OSError:
+            _remove(path)
+            os.close(fd)
+            raise
+        return path, fd
 
     def append(self, kind: str, *, origin: Origin, durable: bool = False,
                **fields: Any) -> str:
@@ -145,8 +180,6 @@ class AuditSpool:
         With durable, the line is on the disk when this returns (fdatasync): for security
         events a client is told about, called off the event loop.
         """
-        if self.closed:  # its descriptor number may already belong to another file
-            raise ValueError("the audit spool is closed")
         # A shallow copy of the origin's fields: dumped at once, so asdict's deep copy
         # (a third of an append's time) buys nothing.
         record = {"id": uuid.uuid4().hex, "at": timezone.now().isoformat(), "kind": kind,
@@ -154,11 +187,20 @@ class AuditSpool:
                   "fields": fields}
         line = json.dumps(record, separators=(",", ":"), default=str) + "\n"
         data = line.encode()
-        if os.write(self._fd, data) != len(data):  # disk full: end the torn line, fall back
-            os.write(self._fd, b"\n")
-            raise OSError(f"audit spool {self.path.name}: short write")
-        if durable:
-            os.fdatasync(self._fd)
+        with self._lock:
+            if self.closed:  # its descriptor number may already belong to another file
+                raise ValueError("the audit spool is closed")
+            if os.write(self._fd, data) != len(data):  # disk full: end the torn line
+                os.write(self._fd, b"\n")
+                raise OSError(f"audit spool {self.path.name}: short write")
+            # Synced through a descriptor of our own: a roll-over may close this one
+            # meanwhile, and its number may then name another file.
+            sync_fd = os.dup(self._fd) if durable else None
+        if sync_fd is not None:
+            try:
+                os.fdatasync(sync_fd)
+            finally:
+                os.close(sync_fd)
         self.wake.set()
         return str(record["id"])
 
@@ -170,16 +212,70 @@ class AuditSpool:
 
     def drained(self) -> bool:
         """Return True when every appended line is in the chain."""
+        with self._lock:
+            return self.retired is None and self._drained()
+
+    def _drained(self) -> bool:
         return _read_offset(self.path) >= os.fstat(self._fd).st_size
 
+    def roll(self) -> bool:
+        """Move appends to a fresh file if the current one is past the roll-over size and
+        none is retired; the old one becomes `retired`. Return True when it rolled over.
+
+        Called by the drainer thread after a successful drain; touches no database.
+        """
+        with self._lock:
+            if (self.closed or self.retired is not None
+                    or os.fstat(self._fd).st_size < self.roll_bytes):
+                return False
+        new_path, new_fd = self._create()  # outside the lock: it syncs the folder
+        with self._lock:
+            old_path, rolled = self.path, not self.closed
+            if rolled:
+                self.retired, self._retired_fd = self.path, self._fd
+                self.path, self._fd = new_path, new_fd
+        if not rolled:
+            _remove(new_path)
+            os.close(new_fd)
+            return False
+        log.info("audit spool %s rolled over to %s", old_path.name, new_path.name)
+        return True
+
+    def finish_roll(self) -> int:
+        """Write the rest of the retired file to the chain, then remove it; return how many
+        events were written.
+
+        Raises the database's error: the file then stays, locked, for the next try.
+        """
+        with self._lock:
+            path, fd = self.retired, self._retired_fd
+        if path is None:
+            return 0
+        written = drain(path, final=True)  # no line is added to it any more
+        with self._lock:
+            mine = self.retired == path  # else close() took it
+            if mine:
+                self.retired = None
+        if mine:
+            _remove(path)  # still locked: no replay adopts it meanwhile (st_nlink)
+            os.close(fd)
+        return written
+
     def close(self) -> None:
-        """Release the file; remove it when every line is in the chain (else replay will)."""
-        if self.closed:
-            return
-        self.closed = True
-        if self.drained():
-            _remove(self.path)
-        os.close(self._fd)
+        """Release the files; remove those whose every line is in the chain (else replay
+        will)."""
+        with self._lock:
+            if self.closed:
+                return
+            self.closed = True  # no append after this, so drained() is final
+            files = [(self.path, self._fd)]
+            if self.retired is not None:
+                files.insert(0, (self.retired, self._retired_fd))
+                self.retired = None
+        for path, fd in files:
+            if _read_offset(path) >= os.fstat(fd).st_size:
+                _remove(path)
+            os.close(fd)
 
 
 # --- draining ------------------------------------------------------------------------------
@@ -294,7 +390,16 @@ def replay(folder: Path | None = None) -> int:
             log.info("audit spool %s replayed", path.name)
         finally:
             os.close(fd)
+    _remove_stray_offsets(folder)
     return written
+
+
+def _remove_stray_offsets(folder: Path) -> None:
+    """Remove offset files whose spool file is gone (a process died between the two
+    unlinks of _remove); an offset file is only ever written after its spool file exists."""
+    for offset_path in folder.glob("*.offset"):
+        if not offset_path.with_suffix(SUFFIX).exists():
+            offset_path.unlink(missing_ok=True)
 
 
 def replay_or_log(folder: Path | None = None) -> None:
@@ -341,8 +446,9 @@ class Drainer:
         self.spool = spool
         self._stop = threading.Event()
         self._failing_since: float | None = None
-        self._logged_to = 0
+        self._logged: dict[Path, int] = {}  # how far each file's lines were logged
         self._next_adopt = time.monotonic() + ADOPT_EVERY
+        self._next_roll = 0.0
         self._deadline = float("inf")
         self._thread = threading.Thread(target=self._run, name="audit-spool", daemon=True)
 
@@ -372,6 +478,7 @@ class Drainer:
                     delay = 0.0
                     if stopping:
                         return
+                    self._roll()
                     self._adopt_orphans()
                     if self.spool.wake.wait(1.0):
                         self._stop.wait(LINGER)
@@ -390,6 +497,7 @@ class Drainer:
     def _attempt(self) -> bool:
         """Drain the spool once; return False (and note it) when the database failed."""
         try:
+            self.spool.finish_roll()
             drain(self.spool.path)
         except Exception:
             if self._failing_since is None:
@@ -405,13 +513,30 @@ class Drainer:
             self._failing_since = None
         return True
 
+    def _roll(self) -> None:
+        """Roll the spool over when it is due; when a new file cannot be made (disk full),
+        keep appending to the old one and try again a minute later."""
+        if time.monotonic() < self._next_roll:
+            return
+        try:
+            if self.spool.roll():
+                self.spool.wake.set()  # the old file's last lines are written at once
+        except OSError:
+            log.exception("audit spool: cannot start a new spool file; keeping %s",
+                          self.spool.path.name)
+            self._next_roll = time.monotonic() + ADOPT_EVERY
+
     def _log_pending(self) -> None:
         """Write events the database has not taken for a long time to the log (once each)."""
-        start = max(self._logged_to, _read_offset(self.spool.path))
-        for lines, end in _batches(self.spool.path, start, final=False):
-            for line in lines:
-                log.error("audit event not yet in the database: %s", line.decode().rstrip())
-            self._logged_to = end
+        paths = [path for path in (self.spool.retired, self.spool.path) if path is not None]
+        self._logged = {path: self._logged.get(path, 0) for path in paths}
+        for path in paths:
+            start = max(self._logged[path], _read_offset(path))
+            for lines, end in _batches(path, start, final=False):
+                for line in lines:
+                    log.error("audit event not yet in the database: %s",
+                              line.decode().rstrip())
+                self._logged[path] = end
 
     def _adopt_orphans(self) -> None:
         """Now and then, replay files whose process died while the database was down."""
