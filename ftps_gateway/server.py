@@ -337,7 +337,6 @@ def run_forever(config: GatewayConfig) -> int:
     # Audit events a killed gateway left in its spool are written before serving again.
     spool.replay_or_log()
     if config.workers <= 1:
-        _log_listening(listeners)
         return _serve_here(config, listeners)
     connections.close_all()  # never share a database connection across fork
     throttle.share_across_processes()  # the workers inherit one table of budgets
@@ -407,7 +406,6 @@ def _fork_worker(config: GatewayConfig, listeners: dict[str, socket.socket]) -> 
         own = worker_listeners(listeners)
         for sock in listeners.values():
             sock.close()  # this process's copy of the parent's reservation
-        _log_listening(own)  # only now: the parent's reservation accepts no connection
         code = _serve_here(config, own)
     finally:
         os._exit(code)
@@ -439,5 +437,9 @@ def _serve_here(config: GatewayConfig, listeners: dict[str, socket.socket]) -> i
     grace = float(settings.GATEWAY_STOP_GRACE)
     signal.signal(signal.SIGTERM, lambda *_: process.drain(grace))
     signal.signal(signal.SIGINT, lambda *_: process.drain(grace))
+    # Only now: whoever waits for this line may stop us (a SIGTERM before the handlers
+    # killed the process without draining), and a worker's listeners are its own (the
+    # parent's reservation accepts no connection).
+    _log_listening(listeners)
     process.serve()
     return 0
