@@ -291,6 +291,8 @@ SCAN_TIMEOUT = env_int("MFT_SCAN_TIMEOUT", 300, minimum=1)
 SCAN_OVERSIZE_POLICY = env_str("MFT_SCAN_OVERSIZE", "hold").lower()
 UPLOAD_DENY_PATTERNS = env_list("MFT_UPLOAD_DENY_PATTERNS", [])
 MAX_FILE_BYTES = env_int("MFT_MAX_FILE_BYTES", 0, minimum=0)  # 0: no limit
+# Start writing a large file out to the disk every this many bytes (0: only at its fsync)
+WRITE_BEHIND_BYTES = env_int("MFT_WRITE_BEHIND_BYTES", 8 * 1024 * 1024, minimum=0)
 PGP_HOME = DATA_DIR / "pgp"
 PGP_PASSPHRASE = env_secret("MFT_PGP_PASSPHRASE")
 # The platform key's passphrase is a random secret, so gpg-agent's self-calibrated work

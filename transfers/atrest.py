@@ -417,6 +417,10 @@ class EncryptedWriter:
             pos += take
         return total
 
+    def fileno(self) -> int:
+        """Return the descriptor of the file being written (to start its write-out)."""
+        return self._fd
+
     def close(self, fsync: bool = False) -> None:
         """Write the final chunk, optionally fsync, and close the file; idempotent."""
         if self._closed:

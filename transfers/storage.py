@@ -17,7 +17,7 @@ from typing import IO, Protocol
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-from transfers import atrest
+from transfers import atrest, writeback
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +30,7 @@ QUARANTINE_DIRNAME = "quarantine"
 class Writer(Protocol):
     def write(self, data: bytes | bytearray | memoryview) -> int: ...
     def close(self, fsync: bool = False) -> None: ...
+    def fileno(self) -> int: ...
 
 
 class Reader(Protocol):
@@ -120,6 +121,9 @@ class _PlainWriter:
     def write(self, data: bytes | bytearray | memoryview) -> int:
         return self._file.write(data)
 
+    def fileno(self) -> int:
+        return self._file.fileno()
+
     def close(self, fsync: bool = False) -> None:
         self._file.flush()
         if fsync:
@@ -142,7 +146,16 @@ class _PlainReader:
 
 
 def open_writer(path: Path, *, append: bool = False, offset: int | None = None) -> Writer:
-    """Open a stored file for writing: new, appended to, or kept up to an offset."""
+    """Open a stored file for writing: new, appended to, or kept up to an offset.
+
+    A large file is written out to the disk as it grows (transfers.writeback), so the
+    fsync at its end does not write it all at once.
+    """
+    return writeback.wrap(_open_writer(path, append=append, offset=offset),
+                          settings.WRITE_BEHIND_BYTES)
+
+
+def _open_writer(path: Path, *, append: bool, offset: int | None) -> Writer:
     resuming = append or offset is not None
     if resuming and path.exists() and path.stat().st_size and atrest.is_encrypted(path):
         return atrest.EncryptedWriter(path, key_for(path), append=append, offset=offset)
