@@ -137,6 +137,7 @@ class DataChannel(TLS_DTPHandler):
         """Send a binary download through FileSender; listings and ASCII as before."""
         if isinstance(producer, Producer) and self.cmd_channel._current_type == "i":
             self._sender = tls_stream.FileSender(producer.file)
+            tls_stream.whole_writes(self.socket)
         super().push_with_producer(producer)
 
     def initiate_send(self) -> None:

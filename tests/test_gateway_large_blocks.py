@@ -8,12 +8,15 @@ claims, at-rest chunk and block borders and the ends of each event's share.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
+import select
 import socket
 import struct
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -141,14 +144,20 @@ def tls_link(tmp_path: Path) -> Iterator[tuple[SSL.Connection, SSL.Connection]]:
     The sending end is non-blocking, as the gateway's data sockets are; both ends have
     buffers of several MiB, so one event's share fits without a reader.
     """
+    with _tls_link(tmp_path, 4 * MIB) as link:
+        yield link
+
+
+@contextlib.contextmanager
+def _tls_link(tmp_path: Path, buffers: int) -> Iterator[tuple[SSL.Connection, SSL.Connection]]:
     credential = certs.make(tmp_path, "sender")
     server_ctx = SSL.Context(SSL.TLS_METHOD)
     server_ctx.use_certificate_file(credential.cert_path)
     server_ctx.use_privatekey_file(credential.key_path)
     listener = socket.create_server(("127.0.0.1", 0))
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 * MIB)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, buffers)
     raw_client = socket.socket()
-    raw_client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * MIB)
+    raw_client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, buffers)
     raw_client.connect(listener.getsockname())
     raw_server, _ = listener.accept()
     listener.close()
@@ -220,6 +229,58 @@ def test_events_cut_at_their_share_still_send_the_file_whole_and_in_order(
         if done:
             break
     assert bytes(received) == data
+
+
+def test_a_download_connection_writes_many_records_per_call(tls_link):
+    sender, receiver = tls_link
+    piece = os.urandom(tls_stream.SEND_BLOCK)
+    assert tls_stream.whole_writes(sender)
+    assert sender.send(piece) == len(piece)  # one call, 16 records
+    assert _receive(receiver, len(piece)) == piece
+
+
+def test_a_full_socket_mid_piece_is_retried_with_the_same_piece(tmp_path, stored_download):
+    # Small socket buffers: SSL_write fills the socket in the middle of a piece, having
+    # taken some of its records; OpenSSL refuses a retry with fewer bytes (bad length),
+    # also when more downloads have started meanwhile and the share per event is smaller.
+    file, data = stored_download
+    others: list[tls_stream.FileSender] = []
+    with _tls_link(tmp_path, 32 * 1024) as (sender, receiver):
+        assert tls_stream.whole_writes(sender)
+        channel = _SendingChannel(sender)
+        pump = tls_stream.FileSender(file).pump
+        received = bytearray()
+        retried = 0
+        while not pump(channel):
+            if channel._ssl_want_write:
+                retried += 1
+                others = [tls_stream.FileSender(file) for _ in range(200 * (retried % 2))]
+            channel._ssl_want_write = False
+            received += receiver.recv(256 * 1024)
+        while len(received) < len(data):
+            received += receiver.recv(len(data) - len(received))
+    assert retried
+    assert bytes(received) == data
+    del others
+
+
+def test_an_upload_reads_records_straight_into_its_block_until_close_notify(tls_link):
+    near, far = tls_link  # the gateway's end (non-blocking) and the client's
+    assert tls_stream._direct_reader(near) is not None  # not pyOpenSSL's copying recv_into
+    data = os.urandom(5 * MIB + 321)
+    writer = threading.Thread(target=lambda: (far.sendall(data), far.shutdown()))
+    writer.start()
+    channel = _SendingChannel(near)
+    block = memoryview(bytearray(MIB))
+    received, ended = bytearray(), False
+    deadline = time.monotonic() + 15
+    while not ended and time.monotonic() < deadline:
+        count, ended = tls_stream.gather(channel, block)
+        received += block[:count]
+        if not count and not ended:
+            select.select([near.fileno()], [], [], 0.5)
+    writer.join(15)
+    assert ended and bytes(received) == data
 
 
 def test_the_share_per_event_shrinks_with_the_downloads_in_progress(stored_download):
