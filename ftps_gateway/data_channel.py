@@ -7,7 +7,9 @@ control handler, which records it.
 
 from __future__ import annotations
 
+import errno
 import logging
+import random
 import socket
 import sys
 from typing import Any
@@ -42,10 +44,39 @@ class RangePassiveDTP(PassiveDTP):
         # pyftpdlib skips ports that fail with EPERM and then listens unbound, which
         # the kernel answers with a random port: never listen outside the range.
         ports = self.cmd_channel.passive_ports
-        if ports is not None and self.socket.getsockname()[1] not in ports:
+        host, port = self.socket.getsockname()[:2]
+        if ports is not None and port not in ports:
             self.close()
             raise NoPassivePort("no free passive port in the configured range")
-        super().listen(num)
+        tried = {port}
+        while True:
+            try:
+                super().listen(num)
+                return
+            except OSError as err:
+                if ports is None or err.errno != errno.EADDRINUSE:
+                    raise
+            # Two sockets with SO_REUSEADDR may bind one port until one listens: another
+            # gateway worker's PASV took this port between our bind and listen. Another.
+            tried.add(self._rebind(host, [p for p in ports if p not in tried]))
+
+    def _rebind(self, host: str, ports: list[int]) -> int:
+        """Move to a fresh socket bound to a free port among `ports`; return the port."""
+        family = self.socket.family
+        self.del_channel()
+        self.socket.close()
+        self.create_socket(family, socket.SOCK_STREAM)
+        self.set_reuse_addr()
+        random.shuffle(ports)
+        for port in ports:
+            try:
+                super().bind((host, port))
+                return port
+            except OSError as err:
+                if err.errno != errno.EADDRINUSE:
+                    raise
+        self.close()
+        raise NoPassivePort("no free passive port in the configured range")
 
     def handle_accepted(self, sock: Any, addr: Any) -> None:
         """Check a proxied session's data connection by its PROXY header's client."""

@@ -31,12 +31,16 @@ import weakref
 from typing import Any
 
 from OpenSSL import SSL
-from OpenSSL._util import ffi as _ssl_ffi
-from OpenSSL._util import lib as _ssl_lib
 from pyftpdlib.exceptions import _RetryError
 from pyftpdlib.ioloop import _ERRNOS_DISCONNECTED, _ERRNOS_RETRY
 
 from ftps_gateway.transfer_files import DownloadFile
+
+try:  # pyOpenSSL's binding: not public, so each use below has a fallback without it
+    from OpenSSL._util import ffi as _ssl_ffi
+    from OpenSSL._util import lib as _ssl_lib
+except ImportError:  # pragma: no cover - another pyOpenSSL
+    _ssl_ffi = _ssl_lib = None
 
 BLOCK = 1024 * 1024  # plaintext gathered per loop pass, receiving
 # Sending: one at-rest chunk. Measured against 1 MiB: the same CPU per GB for one stream,
@@ -65,7 +69,7 @@ def whole_writes(sock: Any) -> bool:
     One call per record cost ~0.1-0.2 CPU s per GB sent (docs/PERFORMANCE.md).
     """
     ssl = getattr(sock, "_ssl", None)
-    clear = getattr(_ssl_lib, "SSL_clear_mode", None)
+    clear = getattr(_ssl_lib, "SSL_clear_mode", None)  # None without the binding
     if not isinstance(sock, SSL.Connection) or ssl is None or clear is None:
         return False
     clear(ssl, _ssl_lib.SSL_MODE_ENABLE_PARTIAL_WRITE)
@@ -151,7 +155,7 @@ def _direct_reader(sock: Any) -> Any:
     which pyOpenSSL does not make public; without them, recv_into is used.
     """
     ssl = getattr(sock, "_ssl", None)
-    if ssl is None or not hasattr(sock, "_raise_ssl_error"):
+    if ssl is None or _ssl_lib is None or not hasattr(sock, "_raise_ssl_error"):
         return None
     return ssl
 
@@ -203,8 +207,6 @@ def _gather_direct(channel: Any, sock: Any, ssl: Any, view: memoryview) -> tuple
         try:
             sock._raise_ssl_error(ssl, got)
             return fill, True  # SSL_ERROR_NONE without bytes: nothing more will come
-        except _RetryError:
-            return fill, False
         except SSL.Error as err:
             try:
                 _read_failed(channel, err)

@@ -10,6 +10,7 @@ import socket
 
 import pytest
 
+from ftps_gateway.data_channel import RangePassiveDTP
 from tests.audit_log import wait_for_count, wait_for_event
 from tests.ftps_client import client_context, login, reply
 from transfers.models import StoredFile
@@ -88,6 +89,45 @@ def test_freed_passive_port_is_used_again(partner, tiny_range):
         assert _passive_port(reply(ftp, "PASV")) == freed
     finally:
         ftp.quit()
+
+
+def test_a_port_taken_between_bind_and_listen_is_swapped_for_another(
+    partner, gateway_factory, monkeypatch
+):
+    # Another gateway worker's PASV: bound with SO_REUSEADDR (so both binds succeed), it
+    # listens between our bind and our listen, which then fails with EADDRINUSE.
+    held = _occupy_consecutive_ports(2)
+    low = held[0].getsockname()[1]
+    for sock in held:
+        sock.close()
+    rival = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    rival.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    rival.bind(("127.0.0.1", low))
+    raced: list[int] = []
+    real_bind = RangePassiveDTP.bind
+
+    def bind_then_rival_listens(self: RangePassiveDTP, addr: tuple) -> None:
+        real_bind(self, addr)
+        if addr[1] == low and not raced:
+            rival.listen(1)
+            raced.append(low)
+
+    monkeypatch.setattr(RangePassiveDTP, "bind", bind_then_rival_listens)
+    gateway = gateway_factory(passive_ports=(low, low + 1))
+    ftp = login(gateway.explicit_port, partner.username, partner.password)
+    try:
+        for _ in range(40):  # the range's port is picked at random: until the race happens
+            port = _passive_port(reply(ftp, "PASV"))
+            if raced:
+                assert port == low + 1
+                break
+        assert raced, "the rival's port was never picked"
+        assert _passive_port(reply(ftp, "PASV")) == low + 1
+        ftp.storbinary("STOR raced.bin", io.BytesIO(b"through the other port"))
+    finally:
+        ftp.quit()
+        rival.close()
+    assert StoredFile.objects.filter(path="/raced.bin").exists()
 
 
 def test_passive_range_exhausted_by_other_sessions_answers_425(partner, gateway_factory):
