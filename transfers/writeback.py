@@ -107,7 +107,7 @@ _starter = _Starter()
 
 
 def started() -> int:
-    """Return how many write-outs this process has started (for tests and the bench)."""
+    """Return how many write-outs this process has started (for tests)."""
     return _starter.started if _starter._pid == os.getpid() else 0
 
 
