@@ -60,19 +60,31 @@ class StreamEnded(Exception):
     """The peer ended the stream (close_notify, FIN or reset)."""
 
 
+def _ssl_pointer(sock: Any) -> Any:
+    """Return a TLS connection's SSL pointer for pyOpenSSL's binding, or None.
+
+    Neither is public: with another pyOpenSSL (no binding, no pointer, no error mapping)
+    the callers below fall back to pyOpenSSL's own calls.
+    """
+    if _ssl_lib is None or not isinstance(sock, SSL.Connection):
+        return None
+    if not hasattr(sock, "_raise_ssl_error"):
+        return None
+    return getattr(sock, "_ssl", None)
+
+
 def whole_writes(sock: Any) -> bool:
     """Let one SSL_write on this connection send a whole piece; return True if it could.
 
-    pyOpenSSL has no public call to clear a mode, so this reaches its binding's
-    SSL_clear_mode and the connection's SSL pointer: without them (another pyOpenSSL),
-    the connection keeps partial writes, which FileSender handles too, one record a call.
-    One call per record cost ~0.1-0.2 CPU s per GB sent (docs/PERFORMANCE.md).
+    pyOpenSSL has no public call to clear a mode, so this calls its binding's
+    SSL_clear_mode (see _ssl_pointer); otherwise the connection keeps partial writes,
+    which FileSender handles too, one record a call. One call per record cost ~0.1-0.2
+    CPU s per GB sent (docs/PERFORMANCE.md).
     """
-    ssl = getattr(sock, "_ssl", None)
-    clear = getattr(_ssl_lib, "SSL_clear_mode", None)  # None without the binding
-    if not isinstance(sock, SSL.Connection) or ssl is None or clear is None:
+    ssl = _ssl_pointer(sock)
+    if ssl is None or not hasattr(_ssl_lib, "SSL_clear_mode"):
         return False
-    clear(ssl, _ssl_lib.SSL_MODE_ENABLE_PARTIAL_WRITE)
+    _ssl_lib.SSL_clear_mode(ssl, _ssl_lib.SSL_MODE_ENABLE_PARTIAL_WRITE)
     return True
 
 
@@ -146,20 +158,6 @@ def _read_failed(channel: Any, err: SSL.Error) -> typing.NoReturn:
     raise err
 
 
-def _direct_reader(sock: Any) -> Any:
-    """Return the SSL pointer for SSL_read straight into our buffer, or None.
-
-    pyOpenSSL's recv_into reads each record into a new temporary and copies it over, and
-    checks its callbacks' errors after every call: reading straight into the block took
-    ~0.1 CPU s off each GB received. It needs the binding and the connection's pointer,
-    which pyOpenSSL does not make public; without them, recv_into is used.
-    """
-    ssl = getattr(sock, "_ssl", None)
-    if ssl is None or _ssl_lib is None or not hasattr(sock, "_raise_ssl_error"):
-        return None
-    return ssl
-
-
 def _plain_recv_into(sock: Any, view: memoryview) -> int:
     try:
         got = int(sock.recv_into(view))
@@ -180,7 +178,7 @@ def gather(channel: Any, view: memoryview) -> tuple[int, bool]:
     Return the bytes gathered and whether the stream ended after them.
     """
     sock = channel.socket
-    ssl = _direct_reader(sock) if isinstance(sock, SSL.Connection) else None
+    ssl = _ssl_pointer(sock)
     if ssl is not None:
         return _gather_direct(channel, sock, ssl, view)
     fill, size = 0, len(view)
@@ -195,7 +193,12 @@ def gather(channel: Any, view: memoryview) -> tuple[int, bool]:
 
 
 def _gather_direct(channel: Any, sock: Any, ssl: Any, view: memoryview) -> tuple[int, bool]:
-    """gather() with SSL_read writing into view itself (see _direct_reader)."""
+    """gather() with SSL_read writing into view itself.
+
+    pyOpenSSL's recv_into reads each record into a new temporary and copies it over, and
+    checks its callbacks' errors after every call: reading straight into the block took
+    ~0.1 CPU s off each GB received.
+    """
     base = _ssl_ffi.from_buffer("char[]", view, require_writable=True)
     read = _ssl_lib.SSL_read
     fill, size = 0, len(view)

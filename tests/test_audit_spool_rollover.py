@@ -50,6 +50,12 @@ def _spool_files(folder: Path) -> list[Path]:
     return sorted(folder.glob(f"*{spool.SUFFIX}"))
 
 
+def _until_rolled_over_from(owner: spool.AuditSpool, old: Path, timeout: float) -> None:
+    """Wait until appends go to a newer file than old and old is removed."""
+    until(lambda: owner.path != old and not old.exists(), timeout=timeout,
+          what=f"the roll-over from {old.name}")
+
+
 def _assert_each_in_chain_once(ids: list[str]) -> None:
     """Every spool id is in the chain exactly once, nothing else of ours is, and the chain
     verifies."""
@@ -72,8 +78,7 @@ def test_drainer_rolls_the_spool_over_past_the_threshold(tmp_path):
         threading.Event().wait(1.5)  # a drainer cycle or more: below the size, no roll-over
         assert owner.path == first and _spool_files(tmp_path) == [first]
         ids += _fill(owner)
-        until(lambda: owner.path != first and not first.exists(), timeout=30,
-              what="the roll-over")
+        _until_rolled_over_from(owner, first, timeout=30)
         assert _spool_files(tmp_path) == [owner.path] and owner.path.stat().st_size == 0
         assert not spool._offset_path(first).exists()
         ids.append(owner.append("session", origin=ORIGIN, action="disconnect"))
@@ -145,8 +150,7 @@ def test_drainer_does_not_roll_over_while_the_chain_cannot_be_written(tmp_path):
             threading.Event().wait(2.0)
             assert _spool_files(tmp_path) == [first] and owner.retired is None
             assert first.stat().st_size >= 2 * ROLL > spool._read_offset(first)
-        until(lambda: owner.path != first and not first.exists(), timeout=60,
-              what="the roll-over once drained")
+        _until_rolled_over_from(owner, first, timeout=60)  # once drained
     finally:
         drainer.close(timeout=30)
     assert not os.listdir(tmp_path)
@@ -177,8 +181,7 @@ def test_events_appended_while_rolling_reach_the_chain_exactly_once(tmp_path):
         for _ in range(10):
             current = owner.path
             ids.extend(_fill(owner))  # the loop's burst, past the roll-over size
-            until(lambda: owner.path != current and not current.exists(),  # noqa: B023
-                  timeout=30, what="a roll-over")
+            _until_rolled_over_from(owner, current, timeout=30)
     finally:
         stop.set()
         pool.join(30)

@@ -266,7 +266,7 @@ def test_a_full_socket_mid_piece_is_retried_with_the_same_piece(tmp_path, stored
 
 def test_an_upload_reads_records_straight_into_its_block_until_close_notify(tls_link):
     near, far = tls_link  # the gateway's end (non-blocking) and the client's
-    assert tls_stream._direct_reader(near) is not None  # not pyOpenSSL's copying recv_into
+    assert tls_stream._ssl_pointer(near) is not None  # not pyOpenSSL's copying recv_into
     data = os.urandom(5 * MIB + 321)
     writer = threading.Thread(target=lambda: (far.sendall(data), far.shutdown()))
     writer.start()

@@ -18,6 +18,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 from transfers import atrest, writeback
+from transfers.writeback import Writer
 
 log = logging.getLogger(__name__)
 
@@ -25,12 +26,6 @@ log = logging.getLogger(__name__)
 # moving a finished upload into place is one atomic rename.
 TEMP_DIRNAME = ".portside-tmp"
 QUARANTINE_DIRNAME = "quarantine"
-
-
-class Writer(Protocol):
-    def write(self, data: bytes | bytearray | memoryview) -> int: ...
-    def close(self, fsync: bool = False) -> None: ...
-    def fileno(self) -> int: ...
 
 
 class Reader(Protocol):

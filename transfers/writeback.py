@@ -29,7 +29,9 @@ log = logging.getLogger(__name__)
 SYNC_FILE_RANGE_WRITE = 2  # <fcntl.h>: start write-out of dirty pages not yet under write
 
 
-class _FileWriter(Protocol):
+class Writer(Protocol):
+    """A stored file being written (`transfers.storage.open_writer`)."""
+
     def write(self, data: bytes | bytearray | memoryview) -> int: ...
     def close(self, fsync: bool = False) -> None: ...
     def fileno(self) -> int: ...
@@ -56,7 +58,6 @@ class _Starter:
 
     def __init__(self) -> None:
         self._queue: queue.SimpleQueue[int] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._pid = 0
         self.started = 0  # files whose write-out this process's thread has started
@@ -76,9 +77,7 @@ class _Starter:
             # After a fork the parent's thread is not ours: start this process's own.
             self._queue = queue.SimpleQueue()
             self.started = 0
-            self._thread = threading.Thread(target=self._run, name="write-behind",
-                                            daemon=True)
-            self._thread.start()
+            threading.Thread(target=self._run, name="write-behind", daemon=True).start()
             self._pid = os.getpid()
 
     def _run(self) -> None:
@@ -119,7 +118,7 @@ def available() -> bool:
 class WriteBehind:
     """A writer that starts the write-out of its file every `every` bytes written."""
 
-    def __init__(self, writer: _FileWriter, every: int) -> None:
+    def __init__(self, writer: Writer, every: int) -> None:
         self._writer = writer
         self._every = every
         self._due = every
@@ -139,7 +138,7 @@ class WriteBehind:
         self._writer.close(fsync=fsync)
 
 
-def wrap(writer: _FileWriter, every: int) -> _FileWriter:
+def wrap(writer: Writer, every: int) -> Writer:
     """Return writer with write-behind every `every` bytes, or writer itself where it is
     switched off (0) or unavailable."""
     if every <= 0 or not available():
