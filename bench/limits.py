@@ -12,11 +12,18 @@
 * ``disk.write_fsync`` / ``disk.read``: a file in the run's scratch dir
   (same filesystem as the repo when possible), page cache dropped before the
   read when we can.
+* ``mem.fault_in`` / ``.reused``: CPU seconds per GB to fault in fresh memory
+  (a new anonymous mapping written once per page), then again right after
+  unmapping it. Every byte an upload writes lands in a page-cache page the
+  kernel must find first; on a VM that hands freed memory back to its host
+  (free page reporting, DAMON) the first touch costs several times the second.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import mmap
 import os
 import platform
 import re
@@ -67,6 +74,8 @@ PYCA_GCM = "cipher.aes256gcm.pyca"
 TCP = "tcp.loopback"
 DISK_WRITE = "disk.write_fsync"
 DISK_READ = "disk.read"
+MEM_FAULT = "mem.fault_in"
+MEM_FAULT_REUSED = "mem.fault_in.reused"
 
 STREAM_BYTES = 1 * GiB
 DISK_BYTES = 1 * GiB
@@ -405,6 +414,37 @@ def disk(ctx: Context) -> list[Result]:
         extra={"bytes": size, "read_bytes_per_call": IO_BUF, **cache, **where, **rwin.report()},
     )
     return [write, read]
+
+
+def _fault_in(size: int) -> tuple[float, float]:
+    """Map `size` fresh bytes, write them once (one fault per page), unmap; return
+    (wall s, process CPU s)."""
+    region = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    try:
+        address = ctypes.addressof(ctypes.c_char.from_buffer(region))
+        cpu0, t0 = time.process_time(), time.perf_counter()
+        ctypes.memset(address, 1, size)
+        return time.perf_counter() - t0, time.process_time() - cpu0
+    finally:
+        with contextlib.suppress(BufferError):
+            region.close()
+
+
+@measurement("mem.fault_in", kind=LIMIT, produces=(MEM_FAULT, MEM_FAULT_REUSED),
+             unit="s/GB", timeout=120)
+def fault_in(ctx: Context) -> list[Result]:
+    size = ctx.size(DISK_BYTES)
+    first_wall, first_cpu = _fault_in(size)
+    again_wall, again_cpu = _fault_in(size)
+    per_gb = 1e9 / size  # s per decimal GB, as ftps.*.cpu
+    return [
+        Result(MEM_FAULT, first_cpu * per_gb, "s/GB",
+               note=f"{size // MiB} MiB of new anonymous memory written once; CPU per GB",
+               extra={"bytes": size, "wall_s": round(first_wall, 3)}),
+        Result(MEM_FAULT_REUSED, again_cpu * per_gb, "s/GB",
+               note="the same again at once, in pages the kernel just freed",
+               extra={"bytes": size, "wall_s": round(again_wall, 3)}),
+    ]
 
 
 # --------------------------------------------------------------------------- facts
