@@ -108,6 +108,7 @@ def _describe(args: argparse.Namespace, paths: list[str]) -> list[dict[str, Any]
             "state": f.state,
             "reason": f.state_reason,
             "size": f.size,
+            "storage_path": f.storage_path,
             "created": epoch(f.created_at),
             "received": epoch(f.received_at),
             "ready": epoch(f.ready_at),

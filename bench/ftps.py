@@ -414,6 +414,7 @@ def single_stream(ctx: Context) -> list[Result]:
     if row.get("state") != "ready":
         raise RuntimeError(f"{path} did not become ready: {row or ready}")
     scan = row["steps"].get("scan", {})
+    cached = _cached_share(row.get("storage_path"))
     with MachineWindow() as down_win:
         down = run_client(ctx, ps, "download", "--path", path, "--watch-pids", pids)
     _check_reply("download", down["reply"])
@@ -423,6 +424,7 @@ def single_stream(ctx: Context) -> list[Result]:
         "wait_after_226_s": round(wait_s, 2),
         "received_to_ready_s": round(row["ready"] - row["received"], 2),
         "scan_s": round((scan.get("finished") or 0) - (scan.get("started") or 0), 2),
+        "stored_file_cached_before_download": cached,
     }
     up_s = up["first_to_226_s"]
     down_s = down["first_to_last_s"]
@@ -450,7 +452,9 @@ def single_stream(ctx: Context) -> list[Result]:
             "MB/s",
             limit=TLS_RECV,
             note=f"first to last byte; file ready {pipe['received_to_ready_s']} s "
-            f"after upload (scan {pipe['scan_s']} s)",
+            f"after upload (scan {pipe['scan_s']} s); "
+            + ("page cache unknown" if cached is None
+               else f"{cached:.0%} of the stored file in the page cache"),
             extra={"bytes": size, **down, "pipeline": pipe, **down_win.report()},
         ),
         Result(
@@ -462,6 +466,24 @@ def single_stream(ctx: Context) -> list[Result]:
             extra={"gateway_cpu_s": down["gateway_cpu_s"]},
         ),
     ]
+
+
+def _cached_share(path: str | None) -> float | None:
+    """Share of a stored file in the page cache (fincore), or None if unknown.
+
+    The download reads what is not from the disk: the machine (a VM's memory reclaim) may
+    have evicted part of the file while the pipeline scanned it.
+    """
+    from bench.limits import resident_bytes
+
+    if not path:
+        return None
+    try:
+        size = os.path.getsize(path)
+    except OSError:
+        return None
+    resident = resident_bytes(Path(path))
+    return None if resident is None or not size else min(1.0, resident / size)
 
 
 # --------------------------------------------------------------------------- small files

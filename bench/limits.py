@@ -298,7 +298,7 @@ def _mount_of(path: Path) -> dict[str, str]:
     return {"device": best[0], "mountpoint": best[1], "fstype": best[2]}
 
 
-def _resident_bytes(path: Path) -> int | None:
+def resident_bytes(path: Path) -> int | None:
     exe = shutil.which("fincore")
     if exe is None:
         return None
@@ -325,7 +325,7 @@ def _drop_file_cache(path: Path, size: int) -> dict[str, Any]:
         info["cache_drop_fadvise_error"] = str(exc)
     finally:
         os.close(fd)
-    resident = _resident_bytes(path)
+    resident = resident_bytes(path)
     if (resident is None or resident > size // 100) and os.access(
         "/proc/sys/vm/drop_caches", os.W_OK
     ):
@@ -333,7 +333,7 @@ def _drop_file_cache(path: Path, size: int) -> dict[str, Any]:
             with open("/proc/sys/vm/drop_caches", "w") as fh:
                 fh.write("1\n")
             info["cache_drop"] = "drop_caches=1"
-            resident = _resident_bytes(path)
+            resident = resident_bytes(path)
         except OSError as exc:
             info["drop_caches_error"] = str(exc)
     info["resident_bytes_before_read"] = resident
