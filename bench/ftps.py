@@ -45,7 +45,7 @@ from bench.core import (
     measurement,
     set_socket_timeouts,
 )
-from bench.limits import TLS_RECV, TLS_SEND
+from bench.limits import TLS_RECV, TLS_SEND, resident_bytes
 from bench.portside import (
     GATEWAY_WORKERS,
     MachineWindow,
@@ -474,8 +474,6 @@ def _cached_share(path: str | None) -> float | None:
     The download reads what is not from the disk: the machine (a VM's memory reclaim) may
     have evicted part of the file while the pipeline scanned it.
     """
-    from bench.limits import resident_bytes
-
     if not path:
         return None
     try:
