@@ -106,3 +106,33 @@ def test_a_small_file_whose_scan_must_wait_records_the_steps_before_it(cast, set
         PipelineStep.Status.WAITING, 1, pipeline.worker_name())
     assert scan.not_before - scan.finished_at == timedelta(seconds=5 * 2 ** 1)
     assert pipeline_actions(stored) == ["pipeline.received", "pipeline.decrypt", "pipeline.scan"]
+
+
+def test_a_small_file_deleted_while_its_steps_ran_has_none_of_them_recorded(
+        cast, settings, monkeypatch):
+    settings.SCAN_MODE = "off"
+    stored = store(cast.partner.user, "/deleted-meanwhile.txt", b"data")
+    dlp = pipeline._HANDLERS["dlp"]
+
+    def deleted_meanwhile(running: StoredFile) -> object:
+        StoredFile.objects.filter(pk=stored.pk).update(state=FileState.DELETED)
+        return dlp(running)
+
+    monkeypatch.setitem(pipeline._HANDLERS, "dlp", deleted_meanwhile)
+    pipeline.advance(stored.pk)
+    stored.refresh_from_db()
+    assert stored.state == FileState.DELETED
+    assert [(s.status, s.attempts) for s in stored.steps.order_by("id")] == [
+        (PipelineStep.Status.PENDING, 0)] * len(pipeline.STEPS)
+    assert pipeline_actions(stored) == ["pipeline.received"]
+
+
+def test_a_small_file_records_each_step_with_its_outcome_timing_and_lease_owner(cast, settings):
+    settings.SCAN_MODE = "off"
+    stored = store(cast.partner.user, "/recorded.txt", b"data")
+    pipeline.advance(stored.pk)
+    for step in stored.steps.order_by("id"):
+        assert (step.status, step.attempts, step.lease_owner, step.lease_until) == (
+            PipelineStep.Status.DONE, 1, pipeline.worker_name(), None)
+        assert step.outcome and "seconds" in step.details
+        assert step.started_at <= step.finished_at

@@ -24,7 +24,7 @@ from django.utils import timezone
 
 from audit import chain, events
 from mft.celery import app
-from transfers import dlp_step, pgp_step, scan_step, signals
+from transfers import dlp_step, pgp_step, scan_step, signals, step_writes
 from transfers.models import LIVE_STATES, FileState, PipelineStep, StoredFile
 from transfers.pipeline_state import set_state
 from transfers.step_result import StepResult
@@ -145,10 +145,7 @@ def _defers_claim(stored: StoredFile, first: PipelineStep) -> bool:
 def _confirm(step: PipelineStep) -> bool:
     """Take the lease of a first step run before it was claimed, in the transaction that
     records it; return False if another worker took or finished the step meanwhile."""
-    due = Q(status=PipelineStep.Status.PENDING) & (
-        Q(not_before__isnull=True) | Q(not_before__lte=timezone.now()))
-    return PipelineStep.objects.filter(Q(pk=step.pk) & due & _live()).update(
-        status=PipelineStep.Status.RUNNING) == 1
+    return step_writes.confirm(step.pk, timezone.now(), _RUNNABLE_STATES)
 
 
 def advance(file_id: int) -> None:
@@ -243,10 +240,14 @@ def _record(ran: list[tuple[PipelineStep, StepResult]], stored: StoredFile,
         if unconfirmed is not None and not _confirm(unconfirmed):
             return False  # another worker took or finished it: its record stands
         changed = _set_states(stored, [result for _, result in ran])
+        taken = [index > 0 or unconfirmed is not None for index in range(len(ran))]
+        for (step, result), step_taken in zip(ran, taken, strict=True):
+            _settle(step, result, taken=step_taken)
+        step_writes.save_records((step, step_taken)
+                                 for (step, _), step_taken in zip(ran, taken, strict=True))
         with chain.appended_together():
-            for index, (step, result) in enumerate(ran):
-                _record_step(step, stored, result,
-                             taken=index > 0 or unconfirmed is not None)
+            for step, result in ran:
+                _audit_step(step, stored, result)
         claimed = (last.kind == StepResult.NEXT and following is not None
                    and _claim(following))
         if changed is not None:
@@ -299,10 +300,9 @@ def _announce(stored: StoredFile, result: StepResult) -> None:
             log.error("receiver %s failed for file %s", receiver, stored.pk, exc_info=reply)
 
 
-def _record_step(step: PipelineStep, stored: StoredFile, result: StepResult, *,
-                 taken: bool = False) -> None:
-    """Store the step's outcome and timing, and audit it (taken: its attempt, lease owner
-    and start are stored here too, not by a claim)."""
+def _settle(step: PipelineStep, result: StepResult, *, taken: bool = False) -> None:
+    """Set the step's outcome, timing and status from its result, for step_writes to store
+    (taken: its attempt, lease owner and start are stored with them, not by a claim)."""
     now = step.finished_at or timezone.now()
     started = step.started_at or now
     step.finished_at = now
@@ -317,11 +317,10 @@ def _record_step(step: PipelineStep, stored: StoredFile, result: StepResult, *,
         step.not_before = now + timedelta(seconds=delay) if result.auto_retry else None
     else:
         step.status = PipelineStep.Status.DONE
-    # Only what this step decided: attempts and the lease owner stay as the claim wrote them.
-    fields = ["finished_at", "outcome", "details", "lease_until", "status", "not_before"]
-    if taken:
-        fields += ["attempts", "lease_owner", "started_at"]
-    step.save(update_fields=fields)
+
+
+def _audit_step(step: PipelineStep, stored: StoredFile, result: StepResult) -> None:
+    """Record the step's outcome in the audit chain."""
     outcome = events.FAILURE if result.kind == StepResult.RETRY else events.SUCCESS
     if result.kind == StepResult.STOP:
         outcome = events.FAILURE
