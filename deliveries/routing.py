@@ -111,7 +111,7 @@ def on_file_ready(sender: object, stored_file: StoredFile, **kwargs: object) -> 
     """
     try:
         with transaction.atomic():
-            route_file(stored_file.pk)
+            route_ready(stored_file)
     except Exception:
         log.exception("routing file %s failed; queued for a worker", stored_file.pk)
         file_id = stored_file.pk
@@ -123,6 +123,12 @@ def route_file(file_id: int) -> list[Delivery]:
     stored = StoredFile.objects.filter(pk=file_id, state=FileState.READY).first()
     if stored is None:
         return []
+    return route_ready(stored)
+
+
+def route_ready(stored: StoredFile) -> list[Delivery]:
+    """Create deliveries for a ready file (as read or recorded in this transaction) on
+    every matching arrival route."""
     routes = [route for route in Route.objects.filter(
         enabled=True, trigger=Route.Trigger.ARRIVAL).select_related("endpoint")
         if matches(route, stored)]

@@ -129,3 +129,30 @@ def test_a_receiver_failing_in_the_database_leaves_the_file_recorded_ready(cast,
     assert stored.state == FileState.READY
     assert pipeline_actions(stored) == ["pipeline.received", "pipeline.decrypt",
                                         "pipeline.scan", "pipeline.dlp", "pipeline.finish"]
+
+
+def test_a_file_deleted_before_its_ready_record_is_not_announced(cast, settings, monkeypatch):
+    from notifications.models import OutboundEvent
+
+    settings.SCAN_MODE, settings.PIPELINE_BATCH_BYTES = "off", 1  # steps commit one by one
+    stored = store(cast.partner.user, "/gone-before-ready.txt", b"data")
+    heard: list[int] = []
+    finish = pipeline._HANDLERS["finish"]
+
+    def deleted_meanwhile(running: StoredFile) -> object:
+        StoredFile.objects.filter(pk=stored.pk).update(state=FileState.DELETED)
+        return finish(running)
+
+    def hear(stored_file: StoredFile, **_: object) -> None:
+        heard.append(stored_file.pk)
+
+    monkeypatch.setitem(pipeline._HANDLERS, "finish", deleted_meanwhile)
+    signals.file_ready.connect(hear, dispatch_uid="test.hear")
+    try:
+        pipeline.advance(stored.pk)
+    finally:
+        signals.file_ready.disconnect(dispatch_uid="test.hear")
+    stored.refresh_from_db()
+    assert stored.state == FileState.DELETED
+    assert heard == []
+    assert not OutboundEvent.objects.filter(event="file.ready").exists()

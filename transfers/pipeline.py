@@ -257,15 +257,16 @@ def _record(ran: list[tuple[PipelineStep, StepResult]], stored: StoredFile,
 
 def _set_states(stored: StoredFile, results: list[StepResult]) -> StepResult | None:
     """Move the file to the last state the results name, with all their fields, in one
-    write; return the result that named it, or None."""
+    write; return the result that named it, or None (also when the file was deleted or
+    replaced meanwhile: nobody is told about a file that is gone)."""
     last: StepResult | None = None
     state, reason, fields = "", "", dict[str, Any]()
     for result in results:
         if result.state is not None:
             last, state, reason = result, result.state, result.reason
             fields.update(result.fields)
-    if last is not None:
-        set_state(stored, state, reason, **fields)
+    if last is not None and not set_state(stored, state, reason, **fields):
+        return None
     return last
 
 
@@ -275,8 +276,8 @@ def _announce(stored: StoredFile, result: StepResult) -> None:
 
     Their rows (deliveries, the `file.ready` event) commit with the file's new state or not
     at all, in the one write transaction, and they send their messages after that commit.
-    The row as the record wrote it (with its partner): receivers that act on the file's
-    current state (routing) read it themselves, on this connection.
+    The row as the record wrote it (with its partner), in the state this transaction
+    gave it: receivers need not read it again.
     """
     if result.state == FileState.READY:
         signal, extra = signals.file_ready, dict[str, str]()
