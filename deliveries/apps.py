@@ -11,8 +11,8 @@ class DeliveriesConfig(AppConfig):
         from deliveries import routing
         from transfers import signals
 
-        # Sent after the pipeline's transaction commits: route the file there and then.
-        signals.file_ready.connect(routing.on_file_ready, dispatch_uid="deliveries.file_ready")
+        # Routes are read before the pipeline's transaction, deliveries created inside it.
+        signals.plan_file_ready.connect(routing.plan_ready, dispatch_uid="deliveries.plan_ready")
         signals.master_key_rotated.connect(_reseal, dispatch_uid="deliveries.reseal")
 
 

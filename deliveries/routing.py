@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import fnmatch
+import functools
 import logging
 import posixpath
 import re
+from collections.abc import Callable
 from datetime import timedelta
 
 from django.conf import settings
@@ -100,22 +102,43 @@ def create_delivery(route: Route, stored: StoredFile, *, requested_by: str = "sy
     return row
 
 
-def on_file_ready(sender: object, stored_file: StoredFile, **kwargs: object) -> None:
-    """Receive `transfers.signals.file_ready` and route the file at once.
+def plan_ready(sender: object, stored_file: StoredFile,
+               **kwargs: object) -> Callable[[StoredFile], object] | None:
+    """Receive `transfers.signals.plan_file_ready`: read the arrival routes a file about to
+    be ready matches, and return the write that creates its deliveries on them.
 
-    The pipeline sends it inside the transaction that records the file ready, so the
-    deliveries commit with that record (their messages go after the commit). Here rather
-    than in a queued task: behind a burst of pipeline messages on the same queue, the
-    routing would wait its turn. If it fails, its savepoint is rolled back and the task is
-    queued after the commit instead; the sweeper's catch-up routes whatever is still missed.
+    The pipeline reads here, before its transaction, and makes the write inside it, so the
+    deliveries commit with the file's ready state (their messages go after the commit).
+    Here rather than in a queued task: behind a burst of pipeline messages on the same
+    queue, the routing would wait its turn. If it fails, a task is queued after the commit
+    instead; the sweeper's catch-up routes whatever is still missed (also a file that a
+    route enabled between this read and that commit should have taken).
     """
     try:
-        with transaction.atomic():
-            route_ready(stored_file)
+        routes = arrival_routes(stored_file)
     except Exception:
         log.exception("routing file %s failed; queued for a worker", stored_file.pk)
-        file_id = stored_file.pk
-        transaction.on_commit(lambda: queue.file_ready(file_id))
+        return _route_later
+    if not routes:
+        return None
+    return functools.partial(_deliver, routes)
+
+
+def _deliver(routes: list[Route], stored: StoredFile) -> None:
+    """Create the file's deliveries on routes read before this transaction; if that fails,
+    queue its routing for after the commit."""
+    try:
+        with transaction.atomic():
+            create_deliveries(routes, stored)
+    except Exception:
+        log.exception("routing file %s failed; queued for a worker", stored.pk)
+        _route_later(stored)
+
+
+def _route_later(stored: StoredFile) -> None:
+    """Queue the file's routing for a worker once the surrounding transaction commits."""
+    file_id = stored.pk
+    transaction.on_commit(lambda: queue.file_ready(file_id))
 
 
 def route_file(file_id: int) -> list[Delivery]:
@@ -123,15 +146,18 @@ def route_file(file_id: int) -> list[Delivery]:
     stored = StoredFile.objects.filter(pk=file_id, state=FileState.READY).first()
     if stored is None:
         return []
-    return route_ready(stored)
+    return create_deliveries(arrival_routes(stored), stored)
 
 
-def route_ready(stored: StoredFile) -> list[Delivery]:
-    """Create deliveries for a ready file (as read or recorded in this transaction) on
-    every matching arrival route."""
-    routes = [route for route in Route.objects.filter(
+def arrival_routes(stored: StoredFile) -> list[Route]:
+    """Return the enabled arrival routes whose source filter takes the file."""
+    return [route for route in Route.objects.filter(
         enabled=True, trigger=Route.Trigger.ARRIVAL).select_related("endpoint")
         if matches(route, stored)]
+
+
+def create_deliveries(routes: list[Route], stored: StoredFile) -> list[Delivery]:
+    """Create the file's delivery on each route (none twice); return those made."""
     if not routes:
         return []  # no transaction: on SQLite even an empty one takes the write lock
     made = []

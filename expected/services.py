@@ -186,17 +186,24 @@ def _announce(deadline: Deadline) -> None:
                                  "arrived_at": deadline.arrived_at.isoformat()})
 
 
-def record_arrival(stored: StoredFile, now: datetime | None = None) -> list[Deadline]:
-    """Close the oldest open missing-file alert of each expectation a ready file matches."""
+def expectations_of(stored: StoredFile) -> list[ExpectedFile]:
+    """Return the expectations a file matches."""
     if stored.partner_id is None:
         return []
+    return [expected for expected in ExpectedFile.objects.filter(partner_id=stored.partner_id)
+            if matches(expected, stored)]
+
+
+def close_alerts(expectations: list[ExpectedFile], stored: StoredFile,
+                 now: datetime | None = None) -> list[Deadline]:
+    """Close the oldest open missing-file alert of each of a ready file's expectations (an
+    expectation deleted meanwhile has none left)."""
     arrived_at = stored.ready_at or now or timezone.now()
     closed = []
-    for expected in ExpectedFile.objects.filter(partner_id=stored.partner_id):
-        if matches(expected, stored):
-            deadline = _close_oldest(expected, stored, arrived_at, now or timezone.now())
-            if deadline is not None:
-                closed.append(deadline)
+    for expected in expectations:
+        deadline = _close_oldest(expected, stored, arrived_at, now or timezone.now())
+        if deadline is not None:
+            closed.append(deadline)
     return closed
 
 

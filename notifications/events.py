@@ -25,7 +25,7 @@ from datetime import datetime
 from typing import Any
 
 from notifications import services
-from notifications.models import OutboundEvent
+from notifications.models import OutboundEvent, Subscription
 from transfers.models import FileState
 
 FILE_READY = "file.ready"
@@ -59,13 +59,14 @@ def _partner_of_file(stored: Any) -> Any:
     return stored.partner if stored.partner_id else None
 
 
-def file_ready(stored: Any) -> OutboundEvent:
-    """Announce that a file is ready for everyone downstream."""
+def file_ready(stored: Any, listeners: list[Subscription] | None = None) -> OutboundEvent:
+    """Announce that a file is ready for everyone downstream (`listeners`: its subscribers,
+    if read already: services.listeners(FILE_READY, stored.partner_id))."""
     return services.notify(
         FILE_READY, subject=f"File ready: {stored.owner_username}:{stored.path}",
         body=f"{stored.path} from {stored.owner_username} ({stored.size} bytes, SHA-256 "
              f"{stored.sha256}) passed scanning and is ready.",
-        data=_file_data(stored), partner=_partner_of_file(stored))
+        data=_file_data(stored), partner=_partner_of_file(stored), listeners=listeners)
 
 
 def file_quarantined(stored: Any) -> OutboundEvent:

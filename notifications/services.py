@@ -35,11 +35,12 @@ MAX_PAGE = 1000
 
 
 def notify(event: str, *, subject: str, body: str, data: dict[str, Any],
-           partner: Any = None) -> OutboundEvent:
+           partner: Any = None, listeners: list[Subscription] | None = None) -> OutboundEvent:
     """Record an event and notify every enabled subscription whose filter matches it.
 
     `partner` (an accounts.Partner, or None for platform events) limits partner
     subscriptions to their own partner's events; admin subscriptions hear every event.
+    `listeners`: those subscriptions as the caller read them already (see listeners()).
     """
     if not EVENT_NAME.match(event):
         raise InvalidInput(f"{event!r} is not an event name like file.ready")
@@ -50,7 +51,7 @@ def notify(event: str, *, subject: str, body: str, data: dict[str, Any],
             event=event, partner_id=partner.pk if partner is not None else None,
             partner_name=partner.name if partner is not None else "",
             subject=subject[:300], body=body, data=clean)
-        ids = _fan_out(record)
+        ids = _fan_out(record, listeners)
     queue.enqueue_on_commit(ids)
     return record
 
@@ -76,16 +77,22 @@ def matches(patterns: list[str], event: str) -> bool:
     return any(fnmatchcase(event, pattern) for pattern in patterns)
 
 
-def _fan_out(record: OutboundEvent) -> list[int]:
-    """Create the event's notifications; return the ids to send now (not the digest's)."""
+def listeners(event: str, partner_id: int | None = None) -> list[Subscription]:
+    """Return the enabled subscriptions that hear an event of this partner (or of none)."""
     audience = Q(scope=Subscription.Scope.ADMIN)
-    if record.partner_id is not None:
-        audience |= Q(scope=Subscription.Scope.PARTNER, partner_id=record.partner_id)
+    if partner_id is not None:
+        audience |= Q(scope=Subscription.Scope.PARTNER, partner_id=partner_id)
+    return [subscription for subscription in Subscription.objects.filter(audience, enabled=True)
+            if matches(subscription.events, event)]
+
+
+def _fan_out(record: OutboundEvent, heard_by: list[Subscription] | None) -> list[int]:
+    """Create the event's notifications; return the ids to send now (not the digest's)."""
+    if heard_by is None:
+        heard_by = listeners(record.event, record.partner_id)
     now = timezone.now()
     send_now = []
-    for subscription in Subscription.objects.filter(audience, enabled=True):
-        if not matches(subscription.events, record.event):
-            continue
+    for subscription in heard_by:
         row = Notification.objects.create(
             subscription=subscription, channel=subscription.channel, event=record,
             status=(Notification.Status.COLLECTED if subscription.digest

@@ -156,3 +156,74 @@ def test_a_file_deleted_before_its_ready_record_is_not_announced(cast, settings,
     assert stored.state == FileState.DELETED
     assert heard == []
     assert not OutboundEvent.objects.filter(event="file.ready").exists()
+
+
+def test_planners_read_before_the_ready_record_and_their_writes_commit_inside_it(
+        cast, settings):
+    from notifications.models import OutboundEvent
+
+    settings.SCAN_MODE = "off"
+    stored = store(cast.partner.user, "/planned.txt", b"data")
+    seen: list[tuple[str, bool, str]] = []
+
+    def write(recorded: StoredFile) -> None:
+        seen.append(("write", connection.in_atomic_block, recorded.state))
+        OutboundEvent.objects.create(event="test.planned", subject="planned", body="", data={})
+
+    def plan(stored_file: StoredFile, **_: object) -> object:
+        seen.append(("plan", connection.in_atomic_block, stored_file.state))
+        return write
+
+    signals.plan_file_ready.connect(plan, dispatch_uid="test.plan")
+    try:
+        pipeline.advance(stored.pk)
+    finally:
+        signals.plan_file_ready.disconnect(dispatch_uid="test.plan")
+    assert seen == [("plan", False, FileState.RECEIVED), ("write", True, FileState.READY)]
+    assert OutboundEvent.objects.filter(event="test.planned").count() == 1
+    assert OutboundEvent.objects.filter(event="file.ready").count() == 1
+
+
+def test_a_failing_planner_or_planned_write_leaves_the_file_recorded_ready(cast, settings):
+    from notifications.models import OutboundEvent
+
+    settings.SCAN_MODE = "off"
+    stored = store(cast.partner.user, "/failing-plans.txt", b"data")
+
+    def broken_write(_: StoredFile) -> None:
+        OutboundEvent.objects.create(event="test.rolled-back", subject="", body="", data={})
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT * FROM no_such_table")
+
+    def failing_plan(**_: object) -> object:
+        raise RuntimeError("planner broke")
+
+    signals.plan_file_ready.connect(failing_plan, dispatch_uid="test.failing_plan")
+    signals.plan_file_ready.connect(lambda **_: broken_write, dispatch_uid="test.broken_write",
+                                    weak=False)
+    try:
+        pipeline.advance(stored.pk)
+    finally:
+        signals.plan_file_ready.disconnect(dispatch_uid="test.failing_plan")
+        signals.plan_file_ready.disconnect(dispatch_uid="test.broken_write")
+    stored.refresh_from_db()
+    assert stored.state == FileState.READY
+    assert not OutboundEvent.objects.filter(event="test.rolled-back").exists()
+    assert OutboundEvent.objects.filter(event="file.ready").count() == 1
+
+
+def test_a_file_not_ending_ready_is_not_planned_for(cast, settings):
+    settings.CLAMD_ADDRESS, settings.SCAN_MODE = "", "on"  # no scanner: held
+    stored = store(cast.partner.user, "/held-unplanned.txt", b"data")
+    planned: list[int] = []
+
+    def plan(stored_file: StoredFile, **_: object) -> None:
+        planned.append(stored_file.pk)
+
+    signals.plan_file_ready.connect(plan, dispatch_uid="test.unplanned")
+    try:
+        pipeline.advance(stored.pk)
+    finally:
+        signals.plan_file_ready.disconnect(dispatch_uid="test.unplanned")
+    stored.refresh_from_db()
+    assert stored.state == FileState.HELD and planned == []

@@ -38,6 +38,8 @@ RUN_TASK = "transfers.run_pipeline"
 _REWRITES_BYTES = {("decrypt", "decrypted")}
 # A partial upload is live but not yet the pipeline's to run.
 _RUNNABLE_STATES = [s for s in LIVE_STATES if s != FileState.PARTIAL]
+# What a receiver of signals.plan_file_ready returns: its writes, made in the record.
+Write = Callable[[StoredFile], object]
 
 
 def start(stored: StoredFile, *, new: bool = False) -> None:
@@ -184,7 +186,7 @@ def advance(file_id: int) -> None:
         following = pending[index + 1] if index + 1 < len(pending) else None
         if _holds_on(stored, step, result, following):
             continue
-        if not _record(ran, stored, following, unconfirmed):
+        if not _record(ran, stored, following, unconfirmed, _plan(stored, ran)):
             return
         ran, unconfirmed = [], None
 
@@ -225,15 +227,33 @@ def _run(step: PipelineStep, stored: StoredFile) -> StepResult:
         return StepResult.retry(f"{type(exc).__name__}: {exc}"[:300])
 
 
+def _plan(stored: StoredFile, ran: list[tuple[PipelineStep, StepResult]]) -> list[Write]:
+    """Return the writes other apps make when these steps end with the file ready, read
+    before the transaction that records them (see signals.plan_file_ready)."""
+    named = _named_state([result for _, result in ran])
+    if named is None or named.state != FileState.READY:
+        return []
+    writes = []
+    for receiver, reply in signals.plan_file_ready.send_robust(sender=StoredFile,
+                                                               stored_file=stored):
+        if isinstance(reply, Exception):
+            log.error("planner %s failed for file %s", receiver, stored.pk, exc_info=reply)
+        elif reply is not None:
+            writes.append(reply)
+    return writes
+
+
 def _record(ran: list[tuple[PipelineStep, StepResult]], stored: StoredFile,
-            following: PipelineStep | None, unconfirmed: PipelineStep | None = None) -> bool:
+            following: PipelineStep | None, unconfirmed: PipelineStep | None = None,
+            writes: list[Write] | None = None) -> bool:
     """Store the outcomes of the steps run since the last record, their timing, the file's
     new state and their audit events, and lease the following step, at once; return
     whether the following step is ours to run.
 
     The first step was claimed, or is `unconfirmed` (run before its lease, see
     _defers_claim): then nothing is recorded unless _confirm takes it here. The others were
-    taken under its lease (_take).
+    taken under its lease (_take). `writes`: what other apps planned for the file becoming
+    ready (_plan).
     """
     last = ran[-1][1]
     with transaction.atomic():
@@ -251,28 +271,34 @@ def _record(ran: list[tuple[PipelineStep, StepResult]], stored: StoredFile,
         claimed = (last.kind == StepResult.NEXT and following is not None
                    and _claim(following))
         if changed is not None:
-            _announce(stored, changed)
+            _announce(stored, changed, writes or [])
     return claimed
+
+
+def _named_state(results: list[StepResult]) -> StepResult | None:
+    """Return the last of the results that names a state, or None."""
+    named = [result for result in results if result.state is not None]
+    return named[-1] if named else None
 
 
 def _set_states(stored: StoredFile, results: list[StepResult]) -> StepResult | None:
     """Move the file to the last state the results name, with all their fields, in one
     write; return the result that named it, or None (also when the file was deleted or
     replaced meanwhile: nobody is told about a file that is gone)."""
-    last: StepResult | None = None
-    state, reason, fields = "", "", dict[str, Any]()
+    last = _named_state(results)
+    if last is None or last.state is None:
+        return None
+    fields = dict[str, Any]()
     for result in results:
         if result.state is not None:
-            last, state, reason = result, result.state, result.reason
             fields.update(result.fields)
-    if last is not None and not set_state(stored, state, reason, **fields):
-        return None
-    return last
+    return last if set_state(stored, last.state, last.reason, **fields) else None
 
 
-def _announce(stored: StoredFile, result: StepResult) -> None:
+def _announce(stored: StoredFile, result: StepResult, writes: list[Write]) -> None:
     """Tell other apps (deliveries, notifications) about a state change, inside the
-    transaction that records it.
+    transaction that records it: for a file now ready, make the writes they planned
+    (`writes`), then send the signal.
 
     Their rows (deliveries, the `file.ready` event) commit with the file's new state or not
     at all, in the one write transaction, and they send their messages after that commit.
@@ -287,6 +313,8 @@ def _announce(stored: StoredFile, result: StepResult) -> None:
         signal, extra = signals.file_stopped, {"reason": result.reason}
     else:
         return
+    for write in writes if result.state == FileState.READY else []:
+        _write_robustly(write, stored)
     # A failing receiver must not undo or repeat the pipeline: its savepoint is rolled
     # back and logged, the step's record commits (routing's sweeper catches up).
     try:
@@ -299,6 +327,16 @@ def _announce(stored: StoredFile, result: StepResult) -> None:
     for receiver, reply in replies:
         if isinstance(reply, Exception):
             log.error("receiver %s failed for file %s", receiver, stored.pk, exc_info=reply)
+
+
+def _write_robustly(write: Write, stored: StoredFile) -> None:
+    """Make one planned write in a savepoint; a failing one is rolled back and logged, as a
+    failing receiver is, and the record commits without it."""
+    try:
+        with transaction.atomic():
+            write(stored)
+    except Exception:
+        log.exception("planned write %r failed for file %s", write, stored.pk)
 
 
 def _settle(step: PipelineStep, result: StepResult, *, taken: bool = False) -> None:

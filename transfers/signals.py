@@ -9,6 +9,15 @@ back.
 
 from django.dispatch import Signal
 
+# Sent with `stored_file` just before the transaction that records the file ready, outside
+# it: a receiver reads there what it needs (routes, subscriptions, expectations) and
+# returns a function of the stored file that makes its writes, or None when it has nothing
+# to write. The pipeline calls those functions inside the recording transaction, each in a
+# savepoint, before sending file_ready. On SQLite that transaction holds the database's only
+# write lock, which the gateway's next upload waits for: reads belong before it. What a
+# receiver read may have changed by then, as it may a moment after the commit (a route
+# enabled meanwhile is caught up by routing's sweeper).
+plan_file_ready = Signal()
 # Sent with `stored_file` when a file becomes ready for everyone downstream.
 file_ready = Signal()
 # Sent with `stored_file` when a file is found infected and quarantined.
