@@ -1,8 +1,11 @@
-"""The gateway's event loop serves readable channels before writable ones in each pass."""
+"""The gateway's event loop serves readable channels before writable ones in each pass, and
+again between slices of a long pass of writes."""
 
 from __future__ import annotations
 
+import functools
 import socket
+import time
 
 from ftps_gateway.session_context import SessionIOLoop
 
@@ -79,4 +82,66 @@ def test_a_channel_closed_by_a_read_is_not_written_in_the_same_pass():
     finally:
         ours.close()
         theirs.close()
+        loop.close()
+
+
+def test_a_command_arriving_during_a_long_pass_of_writes_is_read_before_the_rest(monkeypatch):
+    loop = SessionIOLoop()
+    monkeypatch.setattr(loop, "write_slice", 0.005)
+    calls: list[str] = []
+    pairs = [socket.socketpair() for _ in range(4)]
+    control, client = pairs[3]
+    try:
+        downloads = [Channel(ours, f"download{i}", calls) for i, (ours, _) in enumerate(pairs[:3])]
+
+        def slow_write(channel: Channel) -> None:
+            calls.append(f"{channel.name} write")
+            if channel is downloads[0]:
+                client.sendall(b"NOOP\r\n")  # the command arrives while the pass writes
+            time.sleep(0.01)  # each share takes longer than a slice
+
+        for channel in downloads:
+            channel.handle_write_event = functools.partial(  # type: ignore[method-assign]
+                slow_write, channel)
+            loop.register(channel.sock.fileno(), channel, loop.WRITE)
+        loop.register(control.fileno(), Channel(control, "session", calls), loop.READ)
+
+        loop.poll(0)
+
+        assert len(calls) == 4 and calls.index("session read") == 1, calls
+        assert sorted(calls[:1] + calls[2:]) == [
+            "download0 write", "download1 write", "download2 write"]
+    finally:
+        for ours, theirs in pairs:
+            ours.close()
+            theirs.close()
+        loop.close()
+
+
+def test_writes_within_one_slice_are_not_interrupted(monkeypatch):
+    loop = SessionIOLoop()
+    monkeypatch.setattr(loop, "write_slice", 60.0)
+    calls: list[str] = []
+    pairs = [socket.socketpair() for _ in range(3)]
+    control, client = pairs[2]
+    try:
+        downloads = [Channel(ours, f"download{i}", calls) for i, (ours, _) in enumerate(pairs[:2])]
+
+        def write_then_command(channel: Channel) -> None:
+            calls.append(f"{channel.name} write")
+            client.sendall(b"NOOP\r\n")
+
+        for channel in downloads:
+            channel.handle_write_event = functools.partial(  # type: ignore[method-assign]
+                write_then_command, channel)
+            loop.register(channel.sock.fileno(), channel, loop.WRITE)
+        loop.register(control.fileno(), Channel(control, "session", calls), loop.READ)
+
+        loop.poll(0)
+
+        assert sorted(calls) == ["download0 write", "download1 write"]  # read next pass
+    finally:
+        for ours, theirs in pairs:
+            ours.close()
+            theirs.close()
         loop.close()
