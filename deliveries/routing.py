@@ -125,11 +125,13 @@ def plan_ready(sender: object, stored_file: StoredFile,
 
 
 def _deliver(routes: list[Route], stored: StoredFile) -> None:
-    """Create the file's deliveries on routes read before this transaction; if that fails,
-    queue its routing for after the commit."""
+    """Create the file's deliveries on routes read before this transaction that are still
+    there and enabled; if that fails, queue its routing for after the commit."""
     try:
         with transaction.atomic():
-            create_deliveries(routes, stored)
+            still = set(Route.objects.filter(pk__in=[route.pk for route in routes],
+                                             enabled=True).values_list("pk", flat=True))
+            create_deliveries([route for route in routes if route.pk in still], stored)
     except Exception:
         log.exception("routing file %s failed; queued for a worker", stored.pk)
         _route_later(stored)

@@ -90,6 +90,10 @@ def _fan_out(record: OutboundEvent, heard_by: list[Subscription] | None) -> list
     """Create the event's notifications; return the ids to send now (not the digest's)."""
     if heard_by is None:
         heard_by = listeners(record.event, record.partner_id)
+    elif heard_by:  # read before this transaction: not those deleted or disabled since
+        still = set(Subscription.objects.filter(pk__in=[s.pk for s in heard_by], enabled=True)
+                    .values_list("pk", flat=True))
+        heard_by = [subscription for subscription in heard_by if subscription.pk in still]
     now = timezone.now()
     send_now = []
     for subscription in heard_by:

@@ -227,3 +227,54 @@ def test_a_file_not_ending_ready_is_not_planned_for(cast, settings):
         signals.plan_file_ready.disconnect(dispatch_uid="test.unplanned")
     stored.refresh_from_db()
     assert stored.state == FileState.HELD and planned == []
+
+
+def _after_the_planners(act):
+    """Connect a planner that runs after the apps' planners read: it changes the database
+    between their reads and the record, as another process could."""
+    def plan(**_: object) -> None:
+        act()
+
+    signals.plan_file_ready.connect(plan, dispatch_uid="test.after_planners", weak=False)
+
+
+def test_a_route_deleted_after_it_was_read_gets_no_delivery_and_the_file_is_ready(
+        cast, settings):
+    from deliveries import services
+    from deliveries.models import Delivery, Route
+
+    settings.SCAN_MODE = "off"
+    endpoint = services.create_endpoint(
+        partner=cast.partner.user.partner, name="bank", host="127.0.0.1", port=2121,
+        username="acme", password="generated-in-test", pinned_sha256="ab" * 32)
+    kept = services.create_route(name="kept", endpoint=endpoint, source_user=cast.partner.user)
+    gone = services.create_route(name="gone", endpoint=endpoint, source_user=cast.partner.user)
+    stored = store(cast.partner.user, "/routed.txt", b"data")
+    _after_the_planners(lambda: Route.objects.filter(pk=gone.pk).delete())
+    try:
+        pipeline.advance(stored.pk)
+    finally:
+        signals.plan_file_ready.disconnect(dispatch_uid="test.after_planners")
+    stored.refresh_from_db()
+    assert stored.state == FileState.READY
+    assert [d.route_id for d in Delivery.objects.filter(stored_file=stored)] == [kept.pk]
+
+
+def test_a_subscription_deleted_after_it_was_read_gets_no_notification(cast, settings):
+    from notifications import subscriptions
+    from notifications.models import Notification, OutboundEvent, Subscription
+
+    settings.SCAN_MODE = "off"
+    made = [subscriptions.create_subscription(
+        name=name, scope="admin", channel="webhook", events_filter=["file.ready"],
+        url="https://erp.example.test/hook").subscription for name in ("kept", "gone")]
+    stored = store(cast.partner.user, "/announced-to-one.txt", b"data")
+    _after_the_planners(lambda: Subscription.objects.filter(pk=made[1].pk).delete())
+    try:
+        pipeline.advance(stored.pk)
+    finally:
+        signals.plan_file_ready.disconnect(dispatch_uid="test.after_planners")
+    stored.refresh_from_db()
+    assert stored.state == FileState.READY
+    event = OutboundEvent.objects.get(event="file.ready")
+    assert [n.subscription_id for n in Notification.objects.filter(event=event)] == [made[0].pk]
