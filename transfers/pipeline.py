@@ -313,8 +313,9 @@ def _announce(stored: StoredFile, result: StepResult, writes: list[Write]) -> No
         signal, extra = signals.file_stopped, {"reason": result.reason}
     else:
         return
-    for write in writes if result.state == FileState.READY else []:
-        _write_robustly(write, stored)
+    if result.state == FileState.READY:
+        for write in writes:
+            _write_robustly(write, stored)
     # A failing receiver must not undo or repeat the pipeline: its savepoint is rolled
     # back and logged, the step's record commits (routing's sweeper catches up).
     try:
