@@ -6,6 +6,9 @@ from __future__ import annotations
 import functools
 import socket
 import time
+from collections.abc import Callable, Iterator
+
+import pytest
 
 from ftps_gateway.session_context import SessionIOLoop
 
@@ -85,63 +88,69 @@ def test_a_channel_closed_by_a_read_is_not_written_in_the_same_pass():
         loop.close()
 
 
-def test_a_command_arriving_during_a_long_pass_of_writes_is_read_before_the_rest(monkeypatch):
+@pytest.fixture
+def sliced_loop() -> Iterator[SessionIOLoop]:
     loop = SessionIOLoop()
-    monkeypatch.setattr(loop, "write_slice", 0.005)
+    yield loop
+    loop.close()
+
+
+@pytest.fixture
+def pairs() -> Iterator[list[tuple[socket.socket, socket.socket]]]:
+    made: list[tuple[socket.socket, socket.socket]] = []
+    yield made
+    for ours, theirs in made:
+        ours.close()
+        theirs.close()
+
+
+def downloads_beside_a_session(
+        loop: SessionIOLoop, pairs: list[tuple[socket.socket, socket.socket]], count: int,
+        calls: list[str], on_write: Callable[[Channel, socket.socket], None],
+) -> list[Channel]:
+    """Register `count` writable downloads, each write calling on_write(channel, the idle
+    session's client end), then the idle session; return the downloads."""
+    pairs.extend(socket.socketpair() for _ in range(count + 1))
+    control, client = pairs[count]
+    downloads = [Channel(ours, f"download{i}", calls) for i, (ours, _) in enumerate(pairs[:count])]
+    for channel in downloads:
+        channel.handle_write_event = functools.partial(  # type: ignore[method-assign]
+            on_write, channel, client)
+        loop.register(channel.sock.fileno(), channel, loop.WRITE)
+    loop.register(control.fileno(), Channel(control, "session", calls), loop.READ)
+    return downloads
+
+
+def test_a_command_arriving_during_a_long_pass_of_writes_is_read_before_the_rest(
+        sliced_loop, pairs, monkeypatch):
+    monkeypatch.setattr(sliced_loop, "write_slice", 0.005)
     calls: list[str] = []
-    pairs = [socket.socketpair() for _ in range(4)]
-    control, client = pairs[3]
-    try:
-        downloads = [Channel(ours, f"download{i}", calls) for i, (ours, _) in enumerate(pairs[:3])]
 
-        def slow_write(channel: Channel) -> None:
-            calls.append(f"{channel.name} write")
-            if channel is downloads[0]:
-                client.sendall(b"NOOP\r\n")  # the command arrives while the pass writes
-            time.sleep(0.01)  # each share takes longer than a slice
+    def slow_write(channel: Channel, client: socket.socket) -> None:
+        calls.append(f"{channel.name} write")
+        if channel.name == "download0":
+            client.sendall(b"NOOP\r\n")  # the command arrives while the pass writes
+        time.sleep(0.01)  # each share takes longer than a slice
 
-        for channel in downloads:
-            channel.handle_write_event = functools.partial(  # type: ignore[method-assign]
-                slow_write, channel)
-            loop.register(channel.sock.fileno(), channel, loop.WRITE)
-        loop.register(control.fileno(), Channel(control, "session", calls), loop.READ)
+    downloads_beside_a_session(sliced_loop, pairs, 3, calls, slow_write)
 
-        loop.poll(0)
+    sliced_loop.poll(0)
 
-        assert len(calls) == 4 and calls.index("session read") == 1, calls
-        assert sorted(calls[:1] + calls[2:]) == [
-            "download0 write", "download1 write", "download2 write"]
-    finally:
-        for ours, theirs in pairs:
-            ours.close()
-            theirs.close()
-        loop.close()
+    assert len(calls) == 4 and calls.index("session read") == 1, calls
+    assert sorted(calls[:1] + calls[2:]) == [
+        "download0 write", "download1 write", "download2 write"]
 
 
-def test_writes_within_one_slice_are_not_interrupted(monkeypatch):
-    loop = SessionIOLoop()
-    monkeypatch.setattr(loop, "write_slice", 60.0)
+def test_writes_within_one_slice_are_not_interrupted(sliced_loop, pairs, monkeypatch):
+    monkeypatch.setattr(sliced_loop, "write_slice", 60.0)
     calls: list[str] = []
-    pairs = [socket.socketpair() for _ in range(3)]
-    control, client = pairs[2]
-    try:
-        downloads = [Channel(ours, f"download{i}", calls) for i, (ours, _) in enumerate(pairs[:2])]
 
-        def write_then_command(channel: Channel) -> None:
-            calls.append(f"{channel.name} write")
-            client.sendall(b"NOOP\r\n")
+    def write_then_command(channel: Channel, client: socket.socket) -> None:
+        calls.append(f"{channel.name} write")
+        client.sendall(b"NOOP\r\n")
 
-        for channel in downloads:
-            channel.handle_write_event = functools.partial(  # type: ignore[method-assign]
-                write_then_command, channel)
-            loop.register(channel.sock.fileno(), channel, loop.WRITE)
-        loop.register(control.fileno(), Channel(control, "session", calls), loop.READ)
+    downloads_beside_a_session(sliced_loop, pairs, 2, calls, write_then_command)
 
-        loop.poll(0)
+    sliced_loop.poll(0)
 
-        assert sorted(calls) == ["download0 write", "download1 write"]  # read next pass
-    finally:
-        for ours, theirs in pairs:
-            ours.close()
-            theirs.close()
-        loop.close()
+    assert sorted(calls) == ["download0 write", "download1 write"]  # read next pass

@@ -5,11 +5,14 @@ file's new state sets off downstream (routing, the file.ready event) commits wit
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 
 import pytest
 from django.db import connection
+from django.dispatch import Signal
 from django.utils import timezone
 
 from tests.api_client import pipeline_actions, store
@@ -17,6 +20,19 @@ from transfers import pipeline, signals
 from transfers.models import FileState, PipelineStep, StoredFile
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@contextlib.contextmanager
+def connected(signal: Signal, *receivers: Callable[..., object]) -> Iterator[None]:
+    """Connect receivers (after the apps' own) for the duration of the block."""
+    uids = [f"test.receiver.{index}" for index in range(len(receivers))]
+    for receiver, uid in zip(receivers, uids, strict=True):
+        signal.connect(receiver, dispatch_uid=uid, weak=False)
+    try:
+        yield
+    finally:
+        for uid in uids:
+            signal.disconnect(dispatch_uid=uid)
 
 
 
@@ -96,12 +112,8 @@ def test_a_worker_killed_while_announcing_ready_leaves_no_event_and_the_redo_ann
     def killed(**_: object) -> None:
         raise WorkerKilled
 
-    signals.file_ready.connect(killed, dispatch_uid="test.killed")
-    try:
-        with pytest.raises(WorkerKilled):
-            pipeline.advance(stored.pk)
-    finally:
-        signals.file_ready.disconnect(dispatch_uid="test.killed")
+    with connected(signals.file_ready, killed), pytest.raises(WorkerKilled):
+        pipeline.advance(stored.pk)
     stored.refresh_from_db()
     assert stored.state == FileState.RECEIVED
     assert not OutboundEvent.objects.filter(event="file.ready").exists()
@@ -120,11 +132,8 @@ def test_a_receiver_failing_in_the_database_leaves_the_file_recorded_ready(cast,
         with connection.cursor() as cursor:
             cursor.execute("SELECT * FROM no_such_table")
 
-    signals.file_ready.connect(broken, dispatch_uid="test.broken")
-    try:
+    with connected(signals.file_ready, broken):
         pipeline.advance(stored.pk)
-    finally:
-        signals.file_ready.disconnect(dispatch_uid="test.broken")
     stored.refresh_from_db()
     assert stored.state == FileState.READY
     assert pipeline_actions(stored) == ["pipeline.received", "pipeline.decrypt",
@@ -147,11 +156,8 @@ def test_a_file_deleted_before_its_ready_record_is_not_announced(cast, settings,
         heard.append(stored_file.pk)
 
     monkeypatch.setitem(pipeline._HANDLERS, "finish", deleted_meanwhile)
-    signals.file_ready.connect(hear, dispatch_uid="test.hear")
-    try:
+    with connected(signals.file_ready, hear):
         pipeline.advance(stored.pk)
-    finally:
-        signals.file_ready.disconnect(dispatch_uid="test.hear")
     stored.refresh_from_db()
     assert stored.state == FileState.DELETED
     assert heard == []
@@ -174,11 +180,8 @@ def test_planners_read_before_the_ready_record_and_their_writes_commit_inside_it
         seen.append(("plan", connection.in_atomic_block, stored_file.state))
         return write
 
-    signals.plan_file_ready.connect(plan, dispatch_uid="test.plan")
-    try:
+    with connected(signals.plan_file_ready, plan):
         pipeline.advance(stored.pk)
-    finally:
-        signals.plan_file_ready.disconnect(dispatch_uid="test.plan")
     assert seen == [("plan", False, FileState.RECEIVED), ("write", True, FileState.READY)]
     assert OutboundEvent.objects.filter(event="test.planned").count() == 1
     assert OutboundEvent.objects.filter(event="file.ready").count() == 1
@@ -198,14 +201,8 @@ def test_a_failing_planner_or_planned_write_leaves_the_file_recorded_ready(cast,
     def failing_plan(**_: object) -> object:
         raise RuntimeError("planner broke")
 
-    signals.plan_file_ready.connect(failing_plan, dispatch_uid="test.failing_plan")
-    signals.plan_file_ready.connect(lambda **_: broken_write, dispatch_uid="test.broken_write",
-                                    weak=False)
-    try:
+    with connected(signals.plan_file_ready, failing_plan, lambda **_: broken_write):
         pipeline.advance(stored.pk)
-    finally:
-        signals.plan_file_ready.disconnect(dispatch_uid="test.failing_plan")
-        signals.plan_file_ready.disconnect(dispatch_uid="test.broken_write")
     stored.refresh_from_db()
     assert stored.state == FileState.READY
     assert not OutboundEvent.objects.filter(event="test.rolled-back").exists()
@@ -220,22 +217,19 @@ def test_a_file_not_ending_ready_is_not_planned_for(cast, settings):
     def plan(stored_file: StoredFile, **_: object) -> None:
         planned.append(stored_file.pk)
 
-    signals.plan_file_ready.connect(plan, dispatch_uid="test.unplanned")
-    try:
+    with connected(signals.plan_file_ready, plan):
         pipeline.advance(stored.pk)
-    finally:
-        signals.plan_file_ready.disconnect(dispatch_uid="test.unplanned")
     stored.refresh_from_db()
     assert stored.state == FileState.HELD and planned == []
 
 
-def _after_the_planners(act):
+def _after_the_planners(act: Callable[[], object]) -> contextlib.AbstractContextManager[None]:
     """Connect a planner that runs after the apps' planners read: it changes the database
     between their reads and the record, as another process could."""
     def plan(**_: object) -> None:
         act()
 
-    signals.plan_file_ready.connect(plan, dispatch_uid="test.after_planners", weak=False)
+    return connected(signals.plan_file_ready, plan)
 
 
 def test_a_route_deleted_after_it_was_read_gets_no_delivery_and_the_file_is_ready(
@@ -250,11 +244,8 @@ def test_a_route_deleted_after_it_was_read_gets_no_delivery_and_the_file_is_read
     kept = services.create_route(name="kept", endpoint=endpoint, source_user=cast.partner.user)
     gone = services.create_route(name="gone", endpoint=endpoint, source_user=cast.partner.user)
     stored = store(cast.partner.user, "/routed.txt", b"data")
-    _after_the_planners(lambda: Route.objects.filter(pk=gone.pk).delete())
-    try:
+    with _after_the_planners(lambda: Route.objects.filter(pk=gone.pk).delete()):
         pipeline.advance(stored.pk)
-    finally:
-        signals.plan_file_ready.disconnect(dispatch_uid="test.after_planners")
     stored.refresh_from_db()
     assert stored.state == FileState.READY
     assert [d.route_id for d in Delivery.objects.filter(stored_file=stored)] == [kept.pk]
@@ -269,11 +260,8 @@ def test_a_subscription_deleted_after_it_was_read_gets_no_notification(cast, set
         name=name, scope="admin", channel="webhook", events_filter=["file.ready"],
         url="https://erp.example.test/hook").subscription for name in ("kept", "gone")]
     stored = store(cast.partner.user, "/announced-to-one.txt", b"data")
-    _after_the_planners(lambda: Subscription.objects.filter(pk=made[1].pk).delete())
-    try:
+    with _after_the_planners(lambda: Subscription.objects.filter(pk=made[1].pk).delete()):
         pipeline.advance(stored.pk)
-    finally:
-        signals.plan_file_ready.disconnect(dispatch_uid="test.after_planners")
     stored.refresh_from_db()
     assert stored.state == FileState.READY
     event = OutboundEvent.objects.get(event="file.ready")
