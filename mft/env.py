@@ -168,6 +168,8 @@ def database_from_url(url: str) -> dict[str, object]:
     except ValueError as exc:
         raise ImproperlyConfigured(f"DATABASE_URL is malformed: {exc}") from None
     if config["ENGINE"] == "django.db.backends.sqlite3":
+        # Django's backend, with one write transaction per process at a time (mft.sqlite).
+        config["ENGINE"] = "mft.sqlite"
         # Web, gateway, worker and beat all write: WAL lets readers run beside the writer,
         # IMMEDIATE takes the write lock up front (no deadlock on lock upgrade), and the
         # timeout makes writers queue instead of failing with "database is locked".

@@ -16,7 +16,7 @@ from mft.settings import DATA_DIR, DATABASES
 
 # Argon2 still, with small parameters (see tests/hashers.py); the product keeps Django's.
 PASSWORD_HASHERS = ["tests.hashers.FastArgon2PasswordHasher"]
-if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+if DATABASES["default"]["ENGINE"] == "mft.sqlite":
     # A file, not pytest-django's in-memory default: workers and gateways in other
     # processes must see the same test database.
     DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test.sqlite3")}

@@ -20,7 +20,7 @@ def _keep_read_names():
 
 def test_sqlite_url_gets_wal_immediate_transactions_and_busy_timeout(tmp_path):
     config = env.database_from_url(f"sqlite:///{tmp_path / 'db.sqlite3'}")
-    assert config["ENGINE"] == "django.db.backends.sqlite3"
+    assert config["ENGINE"] == "mft.sqlite"
     options = config["OPTIONS"]
     assert "journal_mode=WAL" in options["init_command"]
     assert options["transaction_mode"] == "IMMEDIATE"

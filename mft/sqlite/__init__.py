@@ -1,0 +1,1 @@
+"""Portside's SQLite database backend (`ENGINE: "mft.sqlite"`): see `base`."""
