@@ -39,11 +39,12 @@ class Attempt:
         self.reply = ""
         self._renewed = time.monotonic()
 
-    def stage(self, name: str) -> None:
-        """Record how far the attempt got (a redo after a crash looks at it)."""
+    def stage(self, name: str, **delivery_fields: object) -> None:
+        """Record how far the attempt got (a redo after a crash looks at it), and renew the
+        lease with `delivery_fields` written on the delivery in the same statement."""
         DeliveryAttempt.objects.filter(pk=self.row.pk).update(stage=name)
         self.row.stage = name
-        self.renew()
+        self.renew(**delivery_fields)
 
     def progress(self, transferred: int) -> None:
         """Note bytes moved; renew the lease now and then (called for every block)."""
@@ -51,11 +52,13 @@ class Attempt:
         if time.monotonic() - self._renewed > settings.DELIVERY_LEASE_SECONDS / 4:
             self.renew()
 
-    def renew(self) -> None:
-        """Extend the lease, or stop when another worker has taken the delivery over."""
+    def renew(self, **delivery_fields: object) -> None:
+        """Extend the lease (writing `delivery_fields` with it), or stop when another worker
+        has taken the delivery over."""
         until = timezone.now() + timedelta(seconds=settings.DELIVERY_LEASE_SECONDS)
         kept = Delivery.objects.filter(pk=self.delivery.pk, lease_owner=self.owner,
-                                       status=Delivery.Status.RUNNING).update(lease_until=until)
+                                       status=Delivery.Status.RUNNING).update(
+            lease_until=until, **delivery_fields)
         if not kept:
             raise errors.LeaseLost(f"delivery {self.delivery.pk} was taken over")
         self._renewed = time.monotonic()

@@ -210,11 +210,9 @@ def _rename_into_place(client: FtpsClient, delivery: Delivery, paths: Names, sen
                        attempt: Attempt) -> None:
     """Rename the verified temporary file to its final name and check it landed."""
     # Remembered first, so a redo after a crash mid-rename can recognise the renamed file;
-    # one transaction with the stage and the lease check.
+    # one transaction with the stage, the lease check writing them.
     with transaction.atomic():
-        Delivery.objects.filter(pk=delivery.pk).update(sent_size=sent.size,
-                                                       sent_sha256=sent.sha256)
-        attempt.stage("renaming")
+        attempt.stage("renaming", sent_size=sent.size, sent_sha256=sent.sha256)
     try:
         client.rename(paths.temp, paths.final)
     except RemoteRefused as exc:

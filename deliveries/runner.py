@@ -31,6 +31,8 @@ from deliveries.models import Delivery, DeliveryAttempt, PartnerEndpoint
 from deliveries.secrets import SecretUnavailable
 from mft.errors import PortsideError, QuotaExceeded, TemporarilyUnavailable
 from notifications import events as notices
+from notifications import services as notification_services
+from notifications.models import Subscription
 from transfers.pipeline import worker_name
 
 log = logging.getLogger(__name__)
@@ -80,26 +82,35 @@ def claim(delivery_id: int) -> tuple[Delivery, DeliveryAttempt] | None:
 def _take_lease(delivery: Delivery, now: datetime) -> DeliveryAttempt | None:
     """Claim the delivery under its endpoint's lock and open its attempt row, or note that
     its message was dropped for lack of room (a finishing delivery sends it again)."""
-    # The endpoint row's lock makes count-then-claim atomic across workers.
-    list(PartnerEndpoint.objects.select_for_update(no_key=True)
-         .filter(pk=delivery.endpoint_id))
+    # The endpoint row's lock makes count-then-claim atomic across workers. On SQLite the
+    # IMMEDIATE transaction already holds the database's write lock (one writer at a time).
+    if connection.vendor != "sqlite":
+        list(PartnerEndpoint.objects.select_for_update(no_key=True)
+             .filter(pk=delivery.endpoint_id))
     busy = Delivery.objects.filter(endpoint_id=delivery.endpoint_id,
                                    status=Delivery.Status.RUNNING, lease_until__gte=now)
     if busy.exclude(pk=delivery.pk).count() >= delivery.endpoint.max_connections:
         Delivery.objects.filter(_due(now), pk=delivery.pk).update(enqueued_at=None)
         return None
     owner = worker_name()
+    lease_until = now + timedelta(seconds=settings.DELIVERY_LEASE_SECONDS)
     claimed = Delivery.objects.filter(_due(now), pk=delivery.pk).update(
-        status=Delivery.Status.RUNNING, lease_owner=owner,
-        lease_until=now + timedelta(seconds=settings.DELIVERY_LEASE_SECONDS),
+        status=Delivery.Status.RUNNING, lease_owner=owner, lease_until=lease_until,
         attempts=F("attempts") + 1, started_at=Coalesce("started_at", Value(now)))
     if claimed != 1:
         return None
-    DeliveryAttempt.objects.filter(delivery_id=delivery.pk, finished_at__isnull=True).update(
-        finished_at=now, outcome=DeliveryAttempt.Outcome.ABANDONED,
-        error="the worker stopped before finishing; its lease expired")
-    delivery.refresh_from_db()
-    return DeliveryAttempt.objects.create(delivery=delivery, number=delivery.attempts,
+    # What the UPDATE wrote, with the attempts it counted (another worker may have counted
+    # some since the read): the attempt's number, and the record's give-up check.
+    attempts, started_at = Delivery.objects.filter(pk=delivery.pk).values_list(
+        "attempts", "started_at").get()
+    delivery.status, delivery.lease_owner, delivery.lease_until = (
+        Delivery.Status.RUNNING, owner, lease_until)
+    delivery.attempts, delivery.started_at = attempts, started_at
+    if attempts > 1:  # an earlier attempt's row may still be open: its worker died
+        DeliveryAttempt.objects.filter(delivery_id=delivery.pk, finished_at__isnull=True).update(
+            finished_at=now, outcome=DeliveryAttempt.Outcome.ABANDONED,
+            error="the worker stopped before finishing; its lease expired")
+    return DeliveryAttempt.objects.create(delivery=delivery, number=attempts,
                                           worker=owner, stage="connecting")
 
 
@@ -167,24 +178,32 @@ def _give_up_reason(delivery: Delivery, now: datetime) -> str | None:
 
 def _record(delivery: Delivery, attempt: Attempt, outcome: Outcome) -> None:
     """Store the attempt, the delivery's new status, the audit event and the notification
-    in one transaction."""
+    in one transaction.
+
+    The outcome's subscribers are read before it (on SQLite, every write transaction holds
+    the one database write lock: reads done outside it keep it shorter); the notification
+    checks them again inside, so one deleted or disabled meanwhile is left out.
+    """
     now = timezone.now()
+    heard_by = _subscribers(delivery, outcome.kind)
+    kind, reason = outcome.kind, outcome.error
+    if kind == RETRY and (gave_up := _give_up_reason(delivery, now)) is not None:
+        kind, reason = FAILED, f"{gave_up}; last error: {outcome.error}"
+    fields = _new_fields(delivery, kind, reason, outcome, now)
     with transaction.atomic():
-        current = Delivery.objects.select_for_update(of=("self",)).select_related(
-            "endpoint__partner").filter(
-            pk=delivery.pk, lease_owner=attempt.owner, status=Delivery.Status.RUNNING).first()
-        if current is None:
+        # Written only while the lease is ours (the row stays locked until the commit).
+        kept = Delivery.objects.filter(pk=delivery.pk, lease_owner=attempt.owner,
+                                       status=Delivery.Status.RUNNING).update(**fields)
+        if not kept:
             log.warning("delivery %s: lease lost before recording; dropping the result",
                         delivery.pk)
             return
-        kind, reason = outcome.kind, outcome.error
-        if kind == RETRY and (gave_up := _give_up_reason(current, now)) is not None:
-            kind, reason = FAILED, f"{gave_up}; last error: {outcome.error}"
+        for name, value in fields.items():
+            setattr(delivery, name, value)
         _finish_attempt(attempt, outcome, kind, now)
-        _apply(current, kind, reason, outcome, now)
-        _audit(current, kind, reason, attempt)
+        _audit(delivery, kind, reason, attempt)
         if kind in (SUCCESS, FAILED):
-            _announce(current, kind, reason)
+            _announce(delivery, kind, reason, heard_by if kind == outcome.kind else None)
 
 
 def _finish_attempt(attempt: Attempt, outcome: Outcome, kind: str, now: datetime) -> None:
@@ -200,26 +219,27 @@ def _finish_attempt(attempt: Attempt, outcome: Outcome, kind: str, now: datetime
     row.bytes_transferred = attempt.bytes
     row.resumed_from = attempt.resumed_from
     row.details = {**attempt.details, **outcome.details}
-    row.save()
+    row.save(update_fields=["stage", "finished_at", "seconds", "outcome", "error",
+                            "remote_reply", "bytes_transferred", "resumed_from", "details"])
 
 
-def _apply(current: Delivery, kind: str, reason: str, outcome: Outcome, now: datetime) -> None:
-    current.lease_owner, current.lease_until = "", None
+def _new_fields(delivery: Delivery, kind: str, reason: str, outcome: Outcome,
+                now: datetime) -> dict[str, object]:
+    """Return what the attempt's end changes on the delivery's row."""
+    fields: dict[str, object] = {"lease_owner": "", "lease_until": None}
     if kind == SUCCESS:
-        current.status, current.finished_at, current.last_error = (
-            Delivery.Status.DELIVERED, now, "")
-        for name, value in outcome.fields.items():
-            setattr(current, name, value)
+        fields.update(status=Delivery.Status.DELIVERED, finished_at=now, last_error="",
+                      **outcome.fields)
     elif kind == RETRY:
-        deadline = current.created_at + timedelta(seconds=settings.DELIVERY_MAX_AGE)
-        current.status = Delivery.Status.WAITING
-        current.not_before = min(now + timedelta(seconds=backoff(current.attempts)), deadline)
-        current.last_error = reason[:1000]
+        deadline = delivery.created_at + timedelta(seconds=settings.DELIVERY_MAX_AGE)
+        fields.update(status=Delivery.Status.WAITING, last_error=reason[:1000],
+                      not_before=min(now + timedelta(seconds=backoff(delivery.attempts)),
+                                     deadline))
     else:
-        current.status = (Delivery.Status.FAILED if kind == FAILED
-                          else Delivery.Status.CANCELLED)
-        current.finished_at, current.last_error = now, reason[:1000]
-    current.save()
+        fields.update(status=(Delivery.Status.FAILED if kind == FAILED
+                              else Delivery.Status.CANCELLED),
+                      finished_at=now, last_error=reason[:1000])
+    return fields
 
 
 def _audit(current: Delivery, kind: str, reason: str, attempt: Attempt) -> None:
@@ -239,8 +259,19 @@ def _audit(current: Delivery, kind: str, reason: str, attempt: Attempt) -> None:
         events.delivery_cancelled(delivery=current, reason=reason)
 
 
-def _announce(delivery: Delivery, kind: str, reason: str) -> None:
-    """Tell subscribers (email, webhooks, feed) how a delivery ended, with its record.
+def _subscribers(delivery: Delivery, kind: str) -> list[Subscription] | None:
+    """Return who hears of a delivery ending this way, or None where it does not end (a retry
+    that runs out of attempts is rare: its subscribers are read in the record)."""
+    event = {SUCCESS: notices.DELIVERY_SUCCEEDED, FAILED: notices.DELIVERY_FAILED}.get(kind)
+    if event is None:
+        return None
+    return notification_services.listeners(event, delivery.endpoint.partner_id)
+
+
+def _announce(delivery: Delivery, kind: str, reason: str,
+              heard_by: list[Subscription] | None = None) -> None:
+    """Tell subscribers (email, webhooks, feed) how a delivery ended, with its record
+    (`heard_by`: its subscribers as read before the transaction, see _record).
 
     In a savepoint of the recording transaction: the feed event commits with the outcome
     (its messages go after the commit), and a failure drops only the notification.
@@ -248,9 +279,9 @@ def _announce(delivery: Delivery, kind: str, reason: str) -> None:
     try:
         with transaction.atomic():
             if kind == SUCCESS:
-                notices.delivery_succeeded(delivery)
+                notices.delivery_succeeded(delivery, listeners=heard_by)
             else:
-                notices.delivery_failed(delivery, reason=reason)
+                notices.delivery_failed(delivery, reason=reason, listeners=heard_by)
     except Exception:  # the receipt and audit event stand without the notification
         log.exception("delivery %s: notifying subscribers failed", delivery.pk)
 

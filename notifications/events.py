@@ -105,25 +105,29 @@ def _delivery_data(delivery: Any) -> dict[str, Any]:
         "finished_at": delivery.finished_at.isoformat() if delivery.finished_at else None}}
 
 
-def delivery_succeeded(delivery: Any) -> OutboundEvent:
-    """Announce a delivery sent (or fetched) and verified; the deliveries app calls this."""
+def delivery_succeeded(delivery: Any,
+                       listeners: list[Subscription] | None = None) -> OutboundEvent:
+    """Announce a delivery sent (or fetched) and verified; the deliveries app calls this
+    (`listeners`: its subscribers, if read already, as for file_ready)."""
     return services.notify(
         DELIVERY_SUCCEEDED,
         subject=f"Delivered: {delivery.remote_path} ({delivery.endpoint})",
         body=f"{delivery.direction} of {delivery.remote_path} via {delivery.endpoint} "
              f"succeeded after {delivery.attempts} attempt(s).",
-        data=_delivery_data(delivery), partner=delivery.endpoint.partner)
+        data=_delivery_data(delivery), partner=delivery.endpoint.partner, listeners=listeners)
 
 
-def delivery_failed(delivery: Any, *, reason: str) -> OutboundEvent:
-    """Alert that a delivery was given up on; the deliveries app calls this."""
+def delivery_failed(delivery: Any, *, reason: str,
+                    listeners: list[Subscription] | None = None) -> OutboundEvent:
+    """Alert that a delivery was given up on; the deliveries app calls this (`listeners`:
+    as for delivery_succeeded)."""
     return services.notify(
         DELIVERY_FAILED,
         subject=f"Delivery failed: {delivery.remote_path} ({delivery.endpoint})",
         body=f"{delivery.direction} of {delivery.remote_path} via {delivery.endpoint} failed "
              f"after {delivery.attempts} attempt(s): {reason}",
         data={**_delivery_data(delivery), "reason": reason},
-        partner=delivery.endpoint.partner)
+        partner=delivery.endpoint.partner, listeners=listeners)
 
 
 def certificate_expiring(*, kind: str, label: str, fingerprint: str, expires_at: datetime,

@@ -668,3 +668,38 @@ def test_a_push_records_what_a_redo_needs_before_it_renames(cast, stock, broker)
     broker.drain()
     assert seen == [("renaming", hashlib.sha256(data).hexdigest())]
     assert DeliveryAttempt.objects.get().stage == "renamed"
+
+
+def test_a_deliverys_subscribers_are_read_before_its_record_and_one_deleted_since_hears_nothing(
+        cast, stock, broker, monkeypatch):
+    from django.db import connection
+
+    from notifications import services, subscriptions
+    from notifications.models import Notification, OutboundEvent, Subscription
+
+    made = [subscriptions.create_subscription(
+        name=name, scope="admin", channel="email", events_filter=["delivery.*"],
+        email_to="ops@example.test", digest=True).subscription  # nothing to send now
+        for name in ("kept", "gone")]
+    server = stock()
+    endpoint = stock_endpoint(server, partner_named("Bank Ltd"), remote_folder="/")
+    arrival_route(endpoint, cast.partner.user)
+    stored = store(cast.partner.user, "/heard.csv", b"a;b\n")
+    read = services.listeners
+    in_a_transaction = []
+
+    def listeners_then_one_deleted(event, partner_id=None):
+        in_a_transaction.append(connection.in_atomic_block)
+        heard = read(event, partner_id)
+        Subscription.objects.filter(pk=made[1].pk).delete()
+        return heard
+
+    monkeypatch.setattr(services, "listeners", listeners_then_one_deleted)
+    from deliveries import routing
+
+    routing.route_file(stored.pk)
+    broker.drain()
+    assert only_delivery().status == Delivery.Status.DELIVERED
+    assert in_a_transaction == [False]
+    event = OutboundEvent.objects.get(event="delivery.succeeded")
+    assert [n.subscription_id for n in Notification.objects.filter(event=event)] == [made[0].pk]
