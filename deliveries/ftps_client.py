@@ -21,6 +21,7 @@ import hashlib
 import hmac
 import os
 import posixpath
+import select
 import socket
 import ssl
 from collections.abc import Callable, Iterable, Iterator
@@ -275,6 +276,7 @@ class FtpsClient:
         self.features = Features()
         self._ftp: _Session | None = None
         self._broken = False
+        self.reused = False  # carried over from an earlier delivery (deliveries.session)
 
     def __enter__(self) -> FtpsClient:
         self.connect()
@@ -311,6 +313,28 @@ class FtpsClient:
                 self.close()
                 raise
 
+    def begin_attempt(self, *, reused: bool) -> None:
+        """Start a new delivery's record of the session (its own data connections)."""
+        self.reused = reused
+        self.ftp.data_resumed.clear()
+
+    def still_open(self) -> bool:
+        """Return whether the session can carry another command: nothing unread on the
+        control connection (a stray reply would answer the next command) and NOOP
+        answered 200."""
+        if self._ftp is None or self._broken:
+            return False
+        sock = self._ftp.sock
+        try:
+            if sock is None or (isinstance(sock, ssl.SSLSocket) and sock.pending()):
+                return False
+            if select.select([sock], [], [], 0)[0]:
+                return False  # a reply nobody asked for, or the server hung up
+            return self._ftp.sendcmd("NOOP").startswith("200")
+        except (ftplib.Error, OSError, EOFError, ValueError):
+            self._broken = True
+            return False
+
     def _read_features(self) -> Features:
         try:
             reply = self.ftp.sendcmd("FEAT")
@@ -326,7 +350,8 @@ class FtpsClient:
         version = sock.version() if isinstance(sock, ssl.SSLSocket) else None
         cipher = sock.cipher() if isinstance(sock, ssl.SSLSocket) else None
         return {"version": version, "cipher": cipher[0] if cipher else None,
-                "data_sessions_resumed": list(self.ftp.data_resumed)}
+                "data_sessions_resumed": list(self.ftp.data_resumed),
+                "session_reused": self.reused}
 
     def close(self) -> None:
         """Say QUIT when the session is healthy, then close."""

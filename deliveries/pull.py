@@ -27,6 +27,7 @@ from deliveries.attempts import SUCCESS, Attempt, Outcome
 from deliveries.errors import Cancelled, VerificationFailed
 from deliveries.ftps_client import FtpsClient, FtpsError, RemoteEntry, RemoteRefused
 from deliveries.models import Delivery, Pull
+from deliveries.session import Session
 from transfers import uploads
 from transfers.models import StoredFile
 
@@ -123,11 +124,12 @@ def _create(pull: Pull, folder: str, entry: RemoteEntry) -> Delivery | None:
     return row
 
 
-def fetch(delivery: Delivery, attempt: Attempt) -> Outcome:
-    """Download one remote file into the pipeline, verified; then delete or move it."""
+def fetch(delivery: Delivery, attempt: Attempt, session: Session) -> Outcome:
+    """Download one remote file into the pipeline, verified, over the session (as for a
+    push); then delete or move it."""
     pull = delivery.pull
     assert pull is not None
-    with connection.connect(delivery.endpoint) as client:
+    with session.client(delivery.endpoint) as client:
         attempt.details["features"] = list(client.features.lines)
         if delivery.landed_at is None:
             _download(client, delivery, pull, attempt)

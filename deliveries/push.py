@@ -16,11 +16,12 @@ from pathlib import Path
 
 from django.db import transaction
 
-from deliveries import connection, encryption
+from deliveries import encryption
 from deliveries.attempts import SUCCESS, Attempt, Outcome
 from deliveries.errors import Cancelled, PermanentProblem, VerificationFailed
 from deliveries.ftps_client import BLOCK, FtpsClient, RemoteRefused
 from deliveries.models import Delivery, DeliveryAttempt
+from deliveries.session import Session
 from transfers import storage
 from transfers.models import FileState, StoredFile
 
@@ -65,11 +66,12 @@ def source(delivery: Delivery) -> StoredFile:
     return stored
 
 
-def run(delivery: Delivery, attempt: Attempt) -> Outcome:
-    """Send the delivery's file, verified, under its final name; return the outcome."""
+def run(delivery: Delivery, attempt: Attempt, session: Session) -> Outcome:
+    """Send the delivery's file, verified, under its final name, over the session (kept
+    from the previous delivery to this endpoint, or new); return the outcome."""
     stored = source(delivery)
     paths = names(delivery)
-    with connection.connect(delivery.endpoint) as client:
+    with session.client(delivery.endpoint) as client:
         attempt.details["features"] = list(client.features.lines)
         verified_by = _landed_before(client, delivery, paths)
         if verified_by is not None:

@@ -17,6 +17,7 @@ import logging
 import random
 from datetime import datetime, timedelta
 
+from celery.worker import state as worker_state
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F, Q, QuerySet, Value
@@ -29,6 +30,7 @@ from deliveries import errors, ftps_client, pull, push, queue, routing, windows
 from deliveries.attempts import CANCELLED, FAILED, RETRY, SUCCESS, Attempt, Outcome
 from deliveries.models import Delivery, DeliveryAttempt, PartnerEndpoint
 from deliveries.secrets import SecretUnavailable
+from deliveries.session import Session
 from mft.errors import PortsideError, QuotaExceeded, TemporarilyUnavailable
 from notifications import events as notices
 from notifications import services as notification_services
@@ -38,6 +40,8 @@ from transfers.pipeline import worker_name
 log = logging.getLogger(__name__)
 
 _ACTIVE = [Delivery.Status.PENDING, Delivery.Status.WAITING]
+# Waiting deliveries a session tries to claim next (another worker may take the first).
+_CANDIDATES = 4
 
 
 def _due(now: datetime) -> Q:
@@ -115,24 +119,53 @@ def _take_lease(delivery: Delivery, now: datetime) -> DeliveryAttempt | None:
 
 
 def run(delivery_id: int) -> None:
-    """Make one attempt at a delivery, if it is due and free; record how it went."""
+    """Make one attempt at a delivery, if it is due and free; record how it went. Then send
+    the endpoint's next due deliveries over the same session, while they succeed (see
+    deliveries.session)."""
     claimed = claim(delivery_id)
-    if claimed is None:
-        return
-    delivery, row = claimed
-    attempt = Attempt(delivery, row)
-    outcome = _perform(delivery, attempt)
-    if outcome is not None:
-        _record(delivery, attempt, outcome)
-        _kick(delivery.endpoint_id, delivery.endpoint.max_connections)
+    session = Session()
+    try:
+        while claimed is not None:
+            delivery, row = claimed
+            attempt = Attempt(delivery, row)
+            outcome = _perform(delivery, attempt, session)
+            if outcome is not None:
+                _record(delivery, attempt, outcome)
+            claimed = _next_over(session, delivery, outcome)
+            if outcome is not None:
+                _kick(delivery.endpoint_id, delivery.endpoint.max_connections)
+    finally:
+        session.close()
 
 
-def _perform(delivery: Delivery, attempt: Attempt) -> Outcome | None:
+def _next_over(session: Session, delivery: Delivery,
+               outcome: Outcome | None) -> tuple[Delivery, DeliveryAttempt] | None:
+    """Claim, for the session still open after a success, the endpoint's oldest due delivery
+    that waits for a free connection (its claim found the endpoint full, so no message is
+    on its way: nobody else is about to take it); None to stop."""
+    if (outcome is None or outcome.kind != SUCCESS or not session.is_open
+            or session.files >= settings.DELIVERY_SESSION_FILES or _worker_stopping()):
+        return None
+    waiting = (_resendable(delivery.endpoint_id, timezone.now()).order_by("created_at", "pk")
+               .values_list("pk", flat=True)[:_CANDIDATES])
+    for delivery_id in waiting:  # a finishing delivery's _kick may have sent the oldest
+        if (claimed := claim(delivery_id)) is not None:
+            return claimed
+    return None
+
+
+def _worker_stopping() -> bool:
+    """Return whether the Celery worker was told to stop (warm shutdown): finish, take no
+    more."""
+    return worker_state.should_stop is not None and worker_state.should_stop is not False
+
+
+def _perform(delivery: Delivery, attempt: Attempt, session: Session) -> Outcome | None:
     """Run the push or the pull; turn what went wrong into an outcome."""
     try:
         if delivery.direction == Delivery.Direction.PUSH:
-            return push.run(delivery, attempt)
-        return pull.fetch(delivery, attempt)
+            return push.run(delivery, attempt, session)
+        return pull.fetch(delivery, attempt, session)
     except errors.LeaseLost:
         log.warning("delivery %s: lease lost to another worker; stopping", delivery.pk)
         return None

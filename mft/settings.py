@@ -315,6 +315,9 @@ DELIVERY_RETRY_BASE = env_int("MFT_DELIVERY_RETRY_BASE_SECONDS", 30, minimum=1)
 DELIVERY_RETRY_MAX = env_int("MFT_DELIVERY_RETRY_MAX_SECONDS", 3600, minimum=1)
 DELIVERY_LEASE_SECONDS = env_int("MFT_DELIVERY_LEASE_SECONDS", 300, minimum=5)
 DELIVERY_PENDING_GRACE = env_int("MFT_DELIVERY_PENDING_GRACE_SECONDS", 60, minimum=1)
+# Deliveries to one endpoint sent over one FTPS session, one after the other (1: a new
+# session, login and QUIT for every delivery; deliveries.session).
+DELIVERY_SESSION_FILES = env_int("MFT_DELIVERY_SESSION_FILES", 100, minimum=1)
 
 # --- Gateway ------------------------------------------------------------------------------------
 BIND_ADDRESS = env_str("MFT_BIND_ADDRESS", "127.0.0.1")

@@ -422,7 +422,8 @@ def _routed_files(cast, stock, *, connections: int, count: int) -> list[Delivery
 
 
 def test_a_finished_delivery_sends_as_many_dropped_ones_as_the_endpoint_has_free_slots(
-        cast, stock, broker):
+        cast, stock, broker, settings):
+    settings.DELIVERY_SESSION_FILES = 1  # no next delivery over its session: only messages
     rows = _routed_files(cast, stock, connections=2, count=6)
     _hold_slot(rows[4])
     _hold_slot(rows[5])
