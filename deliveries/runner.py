@@ -119,9 +119,9 @@ def _take_lease(delivery: Delivery, now: datetime) -> DeliveryAttempt | None:
 
 
 def run(delivery_id: int) -> None:
-    """Make one attempt at a delivery, if it is due and free; record how it went. Then send
-    the endpoint's next due deliveries over the same session, while they succeed (see
-    deliveries.session)."""
+    """Make one attempt at a delivery, if it is due and free; record how it went. Then,
+    while they succeed, send the endpoint's deliveries waiting for a free connection over
+    the same session (see deliveries.session)."""
     claimed = claim(delivery_id)
     session = Session()
     try:
