@@ -7,7 +7,9 @@ instead of a new TCP connection, TLS handshake, login, PBSZ/PROT, TYPE, FEAT and
 every file: a backlog of files to a partner that allows two connections goes out over two
 logins, as a person with FileZilla would send it. The partner's server sees no more
 connections than its limit (the session is carried to a delivery claimed under the same
-limit, in place of the connection it would have opened), and a session is carried only:
+limit, in place of the connection it would have opened; only between one delivery's record
+and the next one's claim, milliseconds, may another worker's claim add one), and a session
+is carried only:
 
 - to a delivery whose endpoint settings are the ones it was opened with (a key over host,
   port, login and TLS settings: a changed password or pin opens a new one);
