@@ -8,12 +8,9 @@ class MftConfig(AppConfig):
     verbose_name = "Portside platform"
 
     def ready(self) -> None:
-        """Register the configuration checks, the worker heartbeat and SQLite's busy handler."""
+        """Register the configuration checks and the worker heartbeat, and secure the admin."""
         from django.contrib import admin
-        from django.db.backends.signals import connection_created
 
-        from mft import admin_site, checks, heartbeat, sqlite_busy  # noqa: F401
+        from mft import admin_site, checks, heartbeat  # noqa: F401
 
         admin_site.secure(admin.site)
-        connection_created.connect(sqlite_busy.on_connection_created,
-                                   dispatch_uid="mft.sqlite_busy")

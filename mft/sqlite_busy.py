@@ -16,20 +16,18 @@ The pointer is checked before use: SQLite must name the same database file for i
 connection says it has open; otherwise (an in-memory database, a build without the symbols)
 nothing is installed and SQLite's own timeout stays in force.
 
-The wait is bounded like the built-in one: after the connection's timeout (30 s) the handler
+The database backend `mft.sqlite` installs it on every connection it opens. The wait is
+bounded like the built-in one: after the connection's timeout (30 s) the handler
 gives up and the statement fails with "database is locked".
 """
 
 from __future__ import annotations
 
 import ctypes
-import logging
 import sys
 import threading
 import time
 from typing import Any
-
-log = logging.getLogger(__name__)
 
 FIRST_DELAY = 0.0001  # s; doubled per retry up to MAX_DELAY
 MAX_DELAY = 0.002
@@ -119,12 +117,3 @@ def install(connection: Any, timeout: float) -> bool:
     if pointer is None:
         return False
     return _lib.sqlite3_busy_handler(pointer, _HANDLER, int(timeout * 1000)) == 0
-
-
-def on_connection_created(sender: Any, connection: Any, **kwargs: Any) -> None:
-    """`connection_created` receiver: install the handler on new SQLite connections."""
-    if connection.vendor != "sqlite":
-        return
-    timeout = float(connection.settings_dict.get("OPTIONS", {}).get("timeout", 5))
-    if not install(connection.connection, timeout):
-        log.debug("sqlite busy handler not installed; SQLite's own timeout applies")

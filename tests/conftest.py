@@ -191,3 +191,21 @@ def clamd(tmp_path_factory: pytest.TempPathFactory):
     process = start_clamd(tmp_path_factory.mktemp("clamd"), tcp=True)
     yield process
     process.stop()
+
+
+@pytest.fixture
+def counted_delays(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Count the SQLite busy handler's retries (a thread polling SQLite's lock; SQLite's
+    own handler never calls our delay())."""
+    from mft import sqlite_busy
+
+    if sqlite_busy._lib is None:
+        pytest.skip("not CPython 3.11-3.13 with sqlite3 symbols: no busy handler to count")
+    counts: list[int] = []
+
+    def delay(count: int) -> float:
+        counts.append(count)
+        return 0.001
+
+    monkeypatch.setattr(sqlite_busy, "delay", delay)
+    return counts

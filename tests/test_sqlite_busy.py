@@ -8,10 +8,10 @@ import threading
 import time
 
 import pytest
-from django.db.backends.sqlite3.base import DatabaseWrapper
 
 from mft import sqlite_busy
 from mft.env import database_from_url
+from mft.sqlite.base import DatabaseWrapper
 
 pytestmark = pytest.mark.skipif(sqlite_busy._lib is None,
                                 reason="not CPython 3.11-3.13 with sqlite3 symbols")
@@ -22,19 +22,6 @@ def _open(path, timeout: float) -> sqlite3.Connection:
                           check_same_thread=False)
     con.execute("PRAGMA journal_mode=WAL")
     return con
-
-
-@pytest.fixture
-def counted_delays(monkeypatch):
-    """Count the handler's retries (the built-in handler never calls our delay())."""
-    counts: list[int] = []
-
-    def delay(count: int) -> float:
-        counts.append(count)
-        return 0.001
-
-    monkeypatch.setattr(sqlite_busy, "delay", delay)
-    return counts
 
 
 def test_schedule_starts_fine_and_is_capped():
@@ -95,7 +82,7 @@ def test_djangos_sqlite_connections_get_the_handler_when_they_open(
     holder = _open(tmp_path / "db.sqlite3", 30)
     try:
         with django_db_blocker.unblock():
-            wrapper.ensure_connection()  # sends connection_created
+            wrapper.ensure_connection()  # opens the connection
             holder.execute("BEGIN IMMEDIATE")
             threading.Timer(0.05, lambda: holder.execute("COMMIT")).start()
             with wrapper.cursor() as cursor:

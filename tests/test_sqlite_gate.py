@@ -14,7 +14,6 @@ from contextlib import contextmanager
 import pytest
 from django.db import OperationalError
 
-from mft import sqlite_busy
 from mft.env import database_from_url
 from mft.sqlite.base import DatabaseWrapper, gate
 
@@ -52,21 +51,6 @@ def db_path(tmp_path, django_db_blocker):
             cursor.execute("CREATE TABLE t (x)")
         setup.close()
         yield path
-
-
-@pytest.fixture
-def counted_delays(monkeypatch):
-    """Count the busy handler's retries: a thread polling SQLite's lock."""
-    if sqlite_busy._lib is None:
-        pytest.skip("not CPython 3.11-3.13 with sqlite3 symbols")
-    counts: list[int] = []
-
-    def delay(count: int) -> float:
-        counts.append(count)
-        return 0.001
-
-    monkeypatch.setattr(sqlite_busy, "delay", delay)
-    return counts
 
 
 def _rows(path) -> list[int]:

@@ -11,18 +11,27 @@ waits for SQLite's lock: the others sleep until the gate is released, when the t
 commits, rolls back or its connection closes. Nothing changes about who may write when;
 SQLite allowed one of those threads at a time anyway.
 
+Each connection it opens also gets `mft.sqlite_busy`'s finer busy handler in place of
+SQLite's own, with the connection's timeout.
+
 Hand-written because Django has no hook around a transaction's BEGIN and end other than its
-backend's methods; this subclasses the stock backend and overrides only those three.
+backend's methods; this subclasses the stock backend and overrides only those, and the one
+that opens a connection.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 import threading
 from typing import Any
 
 from django.db.backends.sqlite3 import base
+
+from mft import sqlite_busy
+
+log = logging.getLogger(__name__)
 
 _gates: dict[str, threading.Lock] = {}
 _gates_lock = threading.Lock()
@@ -49,10 +58,16 @@ class DatabaseWrapper(base.DatabaseWrapper):
 
     _held_gate: threading.Lock | None = None
 
+    def get_new_connection(self, conn_params: Any) -> Any:
+        connection = super().get_new_connection(conn_params)
+        if not sqlite_busy.install(connection, self._timeout()):
+            log.debug("sqlite busy handler not installed; SQLite's own timeout applies")
+        return connection
+
     def _start_transaction_under_autocommit(self) -> None:
         if self._held_gate is None and not self.is_in_memory_db():
             lock = gate(self.settings_dict["NAME"])
-            if not lock.acquire(timeout=self._gate_timeout()):
+            if not lock.acquire(timeout=self._timeout()):
                 # As SQLite says it after its own busy timeout: the caller sees no difference.
                 with self.wrap_database_errors:
                     raise sqlite3.OperationalError("database is locked")
@@ -76,7 +91,8 @@ class DatabaseWrapper(base.DatabaseWrapper):
         finally:
             self._release_gate()
 
-    def _gate_timeout(self) -> float:
+    def _timeout(self) -> float:
+        """The connection's busy timeout (seconds): for SQLite's lock and for the gate."""
         options: dict[str, Any] = self.settings_dict.get("OPTIONS", {})
         return float(options.get("timeout", 5))
 
