@@ -142,7 +142,9 @@ def _append_all(batch: list[AuditEvent]) -> None:
     """Hash the events in order onto the head of the chain and insert them."""
     if not batch:
         return
-    with transaction.atomic():
+    # No savepoint inside a caller's transaction (two statements per append): an append
+    # that fails fails the caller's transaction with it, as an audited change must.
+    with transaction.atomic(savepoint=False):
         head = _lock_head()
         prev = head.last_hash
         for event in batch:

@@ -245,6 +245,67 @@ def test_interrupted_drain_replays_without_duplicates(transactional_db, tmp_path
     assert chain.verify()[1] is None
 
 
+def _drained_by(owner: spool.AuditSpool, actions: list[str], origin: Origin) -> list[str]:
+    """Append session events and wait until the running drainer wrote them all."""
+    ids = [owner.append("session", origin=origin, action=action) for action in actions]
+    until(owner.drained, timeout=30, what="the spool drained")
+    return ids
+
+
+def test_drainer_does_not_look_in_the_chain_for_lines_after_its_own_offset(
+        transactional_db, tmp_path, monkeypatch):
+    lookups: list[int] = []
+    look = spool._already_written
+    monkeypatch.setattr(spool, "_already_written",
+                        lambda records: lookups.append(len(records)) or look(records))
+    origin = Origin(source_ip="192.0.2.10", protocol="ftps", extra={"session": "s2"})
+    owner = spool.AuditSpool(tmp_path)
+    drainer = spool.Drainer(owner)
+    drainer.start()
+    try:
+        ids = [*_drained_by(owner, ["connect", "tls"], origin),
+               *_drained_by(owner, ["login"], origin),
+               *_drained_by(owner, ["disconnect"], origin)]
+    finally:
+        drainer.close(timeout=30)
+    # The file is new and every drain of it succeeded: the offset is the drainer's own, so
+    # no line after it can be in the chain already.
+    assert lookups == []
+    written = AuditEvent.objects.filter(source_ip="192.0.2.10")
+    assert sorted(written.values_list("details__spool_id", flat=True)) == sorted(ids)
+
+
+def test_drain_after_a_lost_offset_update_writes_each_event_once(
+        transactional_db, tmp_path, monkeypatch):
+    write_offset, failures = spool._write_offset, []
+
+    def fail_once(path: Path, offset: int) -> None:
+        if armed and not failures:
+            failures.append(offset)  # the batch is committed; its offset never written
+            raise OSError("disk full")
+        write_offset(path, offset)
+
+    armed: list[bool] = []
+
+    monkeypatch.setattr(spool, "_write_offset", fail_once)
+    origin = Origin(source_ip="192.0.2.11", protocol="ftps", extra={"session": "s3"})
+    owner = spool.AuditSpool(tmp_path)
+    drainer = spool.Drainer(owner)
+    drainer.start()
+    try:
+        ids = _drained_by(owner, ["connect"], origin)  # cleanly
+        armed.append(True)
+        ids += _drained_by(owner, ["tls", "login"], origin)  # committed, offset lost, retried
+        ids += _drained_by(owner, ["disconnect"], origin)
+    finally:
+        drainer.close(timeout=30)
+    assert failures
+    written = Counter(AuditEvent.objects.filter(source_ip="192.0.2.11")
+                      .values_list("details__spool_id", flat=True))
+    assert written == Counter(ids)
+    assert chain.verify()[1] is None
+
+
 def test_replay_skips_the_spool_of_a_live_process(transactional_db, tmp_path):
     live = spool.AuditSpool(tmp_path)
     live.append("session", origin=Origin(protocol="ftps"), action="connect")
