@@ -188,6 +188,18 @@ def database_from_url(url: str) -> dict[str, object]:
     return config
 
 
+def broker_transport(url: str) -> str | None:
+    """Return our kombu transport for a broker URL, or None for kombu's own.
+
+    filesystem: kombu's, with messages that appear in the folder only when whole
+    (mft.embedded_broker); redis: kombu's, with one command client per channel
+    (mft.redis_broker). kombu prefers a transport named in CELERY_BROKER_TRANSPORT to the
+    URL's scheme; rediss:// keeps kombu's own, whose TLS defaults depend on the scheme.
+    """
+    return {"filesystem": "mft.embedded_broker:Transport",
+            "redis": "mft.redis_broker:Transport"}.get(urlsplit(url).scheme)
+
+
 def broker_from_url(url: str, broker_dir: Path) -> tuple[str, dict[str, object]]:
     """Return the broker URL and transport options; the default needs no server."""
     scheme = urlsplit(url).scheme

@@ -17,6 +17,7 @@ from mft import logs as log_formats
 from mft.directory import directory_settings
 from mft.env import (
     broker_from_url,
+    broker_transport,
     database_from_url,
     env_bool,
     env_int,
@@ -254,9 +255,7 @@ BROKER_DIR = DATA_DIR / "broker"
 CELERY_BROKER_URL, CELERY_BROKER_TRANSPORT_OPTIONS = broker_from_url(
     env_str("CELERY_BROKER_URL", "filesystem://"), BROKER_DIR
 )
-# kombu's filesystem transport, with messages that appear in the folder only when whole.
-CELERY_BROKER_TRANSPORT = ("mft.embedded_broker:Transport"
-                           if CELERY_BROKER_URL.startswith("filesystem:") else None)
+CELERY_BROKER_TRANSPORT = broker_transport(CELERY_BROKER_URL)
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
