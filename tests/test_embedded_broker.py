@@ -64,12 +64,14 @@ def test_kombus_own_channel_hands_a_reader_a_file_it_is_still_writing(tmp_path, 
             channel._get("jobs")
 
 
-def test_the_platform_uses_it_for_the_filesystem_broker(settings):
+def test_the_platform_uses_our_transport_for_its_broker(settings):
     from kombu.transport import resolve_transport
 
-    if not settings.CELERY_BROKER_URL.startswith("filesystem:"):
-        return  # tests/test_redis_broker.py
-    assert resolve_transport(settings.CELERY_BROKER_TRANSPORT) is embedded_broker.Transport
+    from mft import redis_broker
+
+    ours = {"filesystem": embedded_broker.Transport, "redis": redis_broker.Transport}
+    scheme = settings.CELERY_BROKER_URL.split(":", 1)[0]
+    assert resolve_transport(settings.CELERY_BROKER_TRANSPORT) is ours[scheme]
 
 
 def _consumer(conn, delivered):
