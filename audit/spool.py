@@ -334,14 +334,14 @@ def _already_written(records: list[dict[str, Any]]) -> set[str]:
     ).values_list("details__spool_id", flat=True))
 
 
-def _write_batch(records: list[dict[str, Any]], *, look: bool = True) -> int:
+def _write_batch(records: list[dict[str, Any]], *, offset_current: bool = False) -> int:
     """Write a batch to the chain in one transaction and one chain append (one lock, head
-    read and head update for the batch), skipping what is already there (unless `look` is
-    False); return how many events were written."""
+    read and head update for the batch), skipping what is already there (not looked for
+    when the offset is current, see drain); return how many events were written."""
     if not records:
         return 0
     with transaction.atomic(), chain.appended_together():
-        done = _already_written(records) if look else set()
+        done = set() if offset_current else _already_written(records)
         for record in records:
             if record["id"] in done:
                 continue
@@ -365,7 +365,7 @@ def drain(path: Path, *, final: bool = False, offset_current: bool = False) -> i
     written = 0
     offset = _read_offset(path)
     for lines, end in _batches(path, offset, final=final):
-        written += _write_batch(_parse(path, lines), look=not offset_current)
+        written += _write_batch(_parse(path, lines), offset_current=offset_current)
         _write_offset(path, end)
     return written
 
