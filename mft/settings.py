@@ -292,6 +292,8 @@ UPLOAD_DENY_PATTERNS = env_list("MFT_UPLOAD_DENY_PATTERNS", [])
 MAX_FILE_BYTES = env_int("MFT_MAX_FILE_BYTES", 0, minimum=0)  # 0: no limit
 # Start writing a large file out to the disk every this many bytes (0: only at its fsync)
 WRITE_BEHIND_BYTES = env_int("MFT_WRITE_BEHIND_BYTES", 8 * 1024 * 1024, minimum=0)
+# ... and drop what the disk holds of it from the page cache behind the write-out
+WRITE_BEHIND_DROP = env_bool("MFT_WRITE_BEHIND_DROP", True)
 PGP_HOME = DATA_DIR / "pgp"
 PGP_PASSPHRASE = env_secret("MFT_PGP_PASSPHRASE")
 # The platform key's passphrase is a random secret, so gpg-agent's self-calibrated work

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from transfers import writeback
+from transfers import storage, writeback
 from transfers.atrest import EncryptedReader, EncryptedWriter, MasterKey
 
 MIB = 1024 * 1024
@@ -82,3 +85,58 @@ def test_a_forked_process_starts_its_own_thread(tmp_path: Path):
             os._exit(code)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def _resident(path: Path) -> int:
+    """Bytes of path in the page cache (util-linux's fincore)."""
+    out = subprocess.run(["fincore", "--bytes", "--noheadings", "--output", "RES", str(path)],
+                         capture_output=True, text=True, check=True, timeout=30)
+    return int(out.stdout.split()[0])
+
+
+def _written_and_resident(
+    path: Path, writer: writeback.Writer, open_reader: Callable[[Path], Any]
+) -> int:
+    """Write 40 MiB in 1 MiB pieces, wait for the thread, check it reads back; return the
+    bytes of it left in the page cache."""
+    data = os.urandom(40 * MIB)
+    before = writeback.started()
+    for start in range(0, len(data), MIB):
+        writer.write(memoryview(data)[start:start + MIB])
+    writer.close(fsync=True)
+    assert _wait_started(before + 10) == before + 10  # every 4 MiB
+    resident = _resident(path)
+    reader = open_reader(path)
+    try:
+        assert reader.read() == data  # what left the cache is read back from the disk
+    finally:
+        reader.close()
+    return resident
+
+
+@linux_only
+def test_a_large_file_leaves_the_page_cache_behind_its_write_out(tmp_path: Path):
+    master = MasterKey.generate()
+    resident = {}
+    for drop in (False, True):
+        path = tmp_path / f"drop-{drop}"
+        writer = writeback.wrap(EncryptedWriter(path, master), 4 * MIB, drop=drop)
+        resident[drop] = _written_and_resident(
+            path, writer, lambda p: EncryptedReader(p, master))
+    assert resident[False] >= 36 * MIB  # kept: the measurement sees a cached file
+    # dropped: at most the newest 4 MiB kept and the 4 MiB written after the last drop
+    assert resident[True] <= 9 * MIB
+
+
+@linux_only
+def test_stored_files_leave_the_page_cache_unless_the_setting_keeps_them(
+    tmp_path: Path, settings: Any
+):
+    settings.WRITE_BEHIND_BYTES = 4 * MIB
+    resident = {}
+    for drop in (True, False):
+        settings.WRITE_BEHIND_DROP = drop
+        path = tmp_path / f"stored-{drop}"
+        resident[drop] = _written_and_resident(
+            path, storage.open_writer(path), storage.open_reader)
+    assert resident[True] <= 9 * MIB < 36 * MIB <= resident[False]

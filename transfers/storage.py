@@ -144,10 +144,11 @@ def open_writer(path: Path, *, append: bool = False, offset: int | None = None) 
     """Open a stored file for writing: new, appended to, or kept up to an offset.
 
     A large file is written out to the disk as it grows (transfers.writeback), so the
-    fsync at its end does not write it all at once.
+    fsync at its end does not write it all at once, and what is written out leaves the
+    page cache behind it.
     """
     return writeback.wrap(_open_writer(path, append=append, offset=offset),
-                          settings.WRITE_BEHIND_BYTES)
+                          settings.WRITE_BEHIND_BYTES, drop=settings.WRITE_BEHIND_DROP)
 
 
 def _open_writer(path: Path, *, append: bool, offset: int | None) -> Writer:
