@@ -140,3 +140,22 @@ def test_stored_files_leave_the_page_cache_unless_the_setting_keeps_them(
         resident[drop] = _written_and_resident(
             path, storage.open_writer(path), storage.open_reader)
     assert resident[True] <= 9 * MIB < 36 * MIB <= resident[False]
+
+
+@linux_only
+def test_the_thread_gets_its_own_open_file_description_not_a_dup(tmp_path: Path):
+    # sync_file_range's waits consume a write-back error on the description they are given;
+    # on a dup() that would be the writer's, and its fsync would then report success.
+    fd = os.open(tmp_path / "f", os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, b"x" * 4096)
+        own = writeback.own_description(fd)
+        assert own is not None
+        try:
+            os.lseek(own, 7, os.SEEK_SET)
+            assert os.lseek(fd, 0, os.SEEK_CUR) == 4096  # a dup would share the offset
+            writeback.start_writeout(own)  # read-only is enough for the kernel
+        finally:
+            os.close(own)
+    finally:
+        os.close(fd)

@@ -80,9 +80,9 @@ class _Starter:
         the caller's."""
         if self._pid != os.getpid():
             self._start()
-        # A descriptor of our own: the caller may close (and its number be reused)
-        # before the thread gets to it.
-        self._queue.put((os.dup(fd), behind))
+        own = own_description(fd)
+        if own is not None:
+            self._queue.put((own, behind))
 
     def _start(self) -> None:
         with self._lock:
@@ -107,6 +107,23 @@ class _Starter:
             finally:
                 os.close(fd)
                 self.started += 1
+
+
+def own_description(fd: int) -> int | None:
+    """Open fd's file again for the thread; None where that is not possible (no /proc).
+
+    A descriptor of the thread's own, because the caller may close fd (and its number be
+    reused) before the thread gets to it; and not a dup() but a new open file description:
+    sync_file_range's waits check and advance the description's write-back error state
+    (the kernel's file_fdatawait_range), so on a dup they could take a failed write-back's
+    error from the writer's own fsync, which must report it before the `226`. A new
+    description has its own state, and both see an error that happens while both are open.
+    """
+    try:
+        return os.open(f"/proc/self/fd/{fd}", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as err:  # nothing started early: the fsync at the end writes it all
+        log.debug("write-behind: %s", err)
+        return None
 
 
 def start_writeout(fd: int) -> None:
