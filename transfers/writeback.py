@@ -70,19 +70,29 @@ class _Starter:
     """One thread per process that starts the write-out of files handed to it."""
 
     def __init__(self) -> None:
-        self._queue: queue.SimpleQueue[tuple[int, DropBehind | None]] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[tuple[int, FileWriteOut]] = queue.SimpleQueue()
         self._lock = threading.Lock()
+        self._counting = threading.Lock()
         self._pid = 0
-        self.started = 0  # files whose write-out this process's thread has started
+        self.started = 0  # jobs this process's thread has done
+        self.waiting = 0  # jobs handed to the thread and not done yet
 
-    def submit(self, fd: int, behind: DropBehind | None = None) -> None:
-        """Start writing out fd's dirty pages soon, then drop what `behind` may; fd stays
-        the caller's."""
+    def submit(self, fd: int, file: FileWriteOut) -> None:
+        """Start writing out fd's dirty pages soon, then drop what `file` may; fd stays
+        the caller's. A file with a job still waiting gets no second one: that job reads
+        the file's size when it runs, so it covers what was written since. A disk slower
+        than the uploads then holds one job (and one descriptor) per file, not a queue
+        growing with every `every` bytes."""
         if self._pid != os.getpid():
             self._start()
+        if file.queued:
+            return
         own = own_description(fd)
         if own is not None:
-            self._queue.put((own, behind))
+            file.queued = True
+            with self._counting:
+                self.waiting += 1
+            self._queue.put((own, file))
 
     def _start(self) -> None:
         with self._lock:
@@ -90,23 +100,26 @@ class _Starter:
                 return
             # After a fork the parent's thread is not ours: start this process's own.
             self._queue = queue.SimpleQueue()
-            self.started = 0
+            self.started = self.waiting = 0
             threading.Thread(target=self._run, name="write-behind", daemon=True).start()
             self._pid = os.getpid()
 
     def _run(self) -> None:
         pending = self._queue
         while True:
-            fd, behind = pending.get()
+            fd, file = pending.get()
+            file.queued = False  # bytes written from here on need another job
             try:
                 start_writeout(fd)
-                if behind is not None:
-                    behind.drop(fd)
+                if file.keep is not None:
+                    file.drop(fd)
             except OSError as err:  # the fsync at the end still writes it all
                 log.debug("write-behind: %s", err)
             finally:
                 os.close(fd)
-                self.started += 1
+                with self._counting:
+                    self.started += 1
+                    self.waiting -= 1
 
 
 def own_description(fd: int) -> int | None:
@@ -139,16 +152,18 @@ def _call(fd: int, offset: int, nbytes: int, flags: int) -> None:
         raise OSError(err, os.strerror(err))
 
 
-class DropBehind:
-    """What of one file the thread has dropped from the page cache (the thread's alone)."""
+class FileWriteOut:
+    """One file's state between its writer and the thread."""
 
-    def __init__(self, keep: int) -> None:
-        self.keep = keep  # the newest bytes stay cached: still being written out
-        self.dropped = 0
+    def __init__(self, keep: int | None) -> None:
+        self.keep = keep  # with a drop: the newest bytes stay cached, still being written
+        self.dropped = 0  # the thread's alone
+        self.queued = False  # a job for this file is waiting for the thread
 
     def drop(self, fd: int) -> None:
         """Wait until the file's bytes older than the newest `keep` are on the disk, then
         drop them from the page cache."""
+        assert self.keep is not None
         end = (os.fstat(fd).st_size - self.keep) // mmap.PAGESIZE * mmap.PAGESIZE
         if end <= self.dropped:
             return
@@ -161,8 +176,13 @@ _starter = _Starter()
 
 
 def started() -> int:
-    """Return how many write-outs this process has started (for tests)."""
+    """Return how many write-out jobs this process's thread has done (for tests)."""
     return _starter.started if _starter._pid == os.getpid() else 0
+
+
+def waiting() -> int:
+    """Return how many write-out jobs wait for this process's thread or run (for tests)."""
+    return _starter.waiting if _starter._pid == os.getpid() else 0
 
 
 def available() -> bool:
@@ -177,14 +197,14 @@ class WriteBehind:
         self._writer = writer
         self._every = every
         self._due = every
-        self._behind = DropBehind(keep=every) if drop else None
+        self._file = FileWriteOut(keep=every if drop else None)
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
         written = self._writer.write(data)
         self._due -= len(data)
         if self._due <= 0:
             self._due = self._every
-            _starter.submit(self._writer.fileno(), self._behind)
+            _starter.submit(self._writer.fileno(), self._file)
         return written
 
     def fileno(self) -> int:
