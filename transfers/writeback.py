@@ -98,8 +98,10 @@ class _Starter:
         with self._lock:
             if self._pid == os.getpid():
                 return
-            # After a fork the parent's thread is not ours: start this process's own.
+            # After a fork the parent's thread is not ours: start this process's own (and
+            # a lock of our own: the parent's thread may have held its one at the fork).
             self._queue = queue.SimpleQueue()
+            self._counting = threading.Lock()
             self.started = self.waiting = 0
             threading.Thread(target=self._run, name="write-behind", daemon=True).start()
             self._pid = os.getpid()
