@@ -113,8 +113,7 @@ class _Starter:
             file.queued = False  # bytes written from here on need another job
             try:
                 start_writeout(fd)
-                if file.keep is not None:
-                    file.drop(fd)
+                file.drop(fd)
             except OSError as err:  # the fsync at the end still writes it all
                 log.debug("write-behind: %s", err)
             finally:
@@ -143,10 +142,10 @@ def own_description(fd: int) -> int | None:
 
 def start_writeout(fd: int) -> None:
     """Start writing fd's dirty pages to the disk and return (may wait for a full queue)."""
-    _call(fd, 0, 0, SYNC_FILE_RANGE_WRITE)
+    _sync_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE)
 
 
-def _call(fd: int, offset: int, nbytes: int, flags: int) -> None:
+def _sync_range(fd: int, offset: int, nbytes: int, flags: int) -> None:
     if _sync_file_range is None:
         raise OSError(errno.ENOSYS, "sync_file_range is not available here")
     if _sync_file_range(fd, offset, nbytes, flags) != 0:
@@ -164,12 +163,13 @@ class FileWriteOut:
 
     def drop(self, fd: int) -> None:
         """Wait until the file's bytes older than the newest `keep` are on the disk, then
-        drop them from the page cache."""
-        assert self.keep is not None
+        drop them from the page cache (nothing without a drop)."""
+        if self.keep is None:
+            return
         end = (os.fstat(fd).st_size - self.keep) // mmap.PAGESIZE * mmap.PAGESIZE
         if end <= self.dropped:
             return
-        _call(fd, self.dropped, end - self.dropped, _WRITTEN)
+        _sync_range(fd, self.dropped, end - self.dropped, _WRITTEN)
         os.posix_fadvise(fd, self.dropped, end - self.dropped, os.POSIX_FADV_DONTNEED)
         self.dropped = end
 
